@@ -1,0 +1,142 @@
+"""The injection point: a T5 attention function that prepends per-layer key/value prompts.
+
+transformers 5 routes every T5 attention call through ``ALL_ATTENTION_FUNCTIONS[config._attn_implementation]``
+with the projected ``query/key/value`` ([B, h, len, d_kv]), the mask, T5's ``position_bias`` and the
+forward ``**kwargs``. We register :func:`prompted_attention` under :data:`ATTENTION_NAME` (plus a mask
+function under the same name, since the mask builder dispatches on it too) and pass the prompts down
+as a kwarg. No T5 code is copied or patched.
+
+For a self-attention layer tagged with a slot (``module._prompt_slot = (stack, layer)``)::
+
+    K' = [P_k ; K]   V' = [P_v ; V]   O = softmax(Q K'^T + [0 ; bias + mask]) V'
+
+Prompt columns get zero position bias and are never masked (not by padding, not by causality), so
+decoder position 0 sees all l prompts. Prompts never enter the KV cache: cache lengths, relative
+positions and ``cache_position`` stay those of the real tokens. Cross-attention modules carry no slot
+and run unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from transformers import AttentionInterface
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+ATTENTION_NAME = "hyperprompt"
+
+
+class PromptSource(Protocol):
+    """What :func:`prompted_attention` needs from the per-forward state passed as ``prompt_state``."""
+
+    def layer_prompts(
+        self, slot: tuple[str, int], row_index: torch.Tensor | None, batch_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Key and value prompts [B, h, l, d_kv] for this layer, or None for no prompts."""
+
+    bias_cache: dict[Any, tuple[torch.Tensor, torch.Tensor | None, int, torch.Tensor]]
+    attention_observer: Callable[..., None] | None
+
+
+def _combined_bias(
+    position_bias: torch.Tensor,
+    mask: torch.Tensor | None,
+    prompt_length: int,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """Additive scores bias [B|1, h, q, l + k]: zeros for the l prompt columns, T5's bias and mask after."""
+    bias = position_bias.to(dtype)
+    if mask is not None:
+        if mask.dtype == torch.bool:
+            bias = bias.masked_fill(~mask, torch.finfo(dtype).min)
+        else:
+            bias = bias + mask.to(dtype)
+    if prompt_length:
+        bias = F.pad(bias, (prompt_length, 0))
+    return bias
+
+
+def prompted_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    position_bias: torch.Tensor | None = None,
+    prompt_state: PromptSource | None = None,
+    prompt_row_index: torch.Tensor | None = None,
+    output_attentions: bool = False,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Attention with optional prepended prompts.
+
+    Args:
+        query: [B, h, q, d_kv]; key, value: [B, h, k, d_kv] (real tokens only, as cached).
+        attention_mask: boolean [B, 1, q, k] (True = attend) or None for "attend everywhere".
+        position_bias: T5's relative bias [1 | B, h, q, k] (zeros in layers without one).
+        prompt_state: per-forward prompts (see :class:`PromptSource`); None runs plain attention.
+        prompt_row_index: [B] row of each example in the state's prompt table (expanded with beams).
+
+    Returns:
+        output [B, q, h, d_kv] and the attention weights [B, h, q, l + k] when they were computed
+        (``output_attentions`` or an attention observer), else None.
+    """
+    slot = getattr(module, "_prompt_slot", None)
+    prompts = None
+    if prompt_state is not None and slot is not None:
+        prompts = prompt_state.layer_prompts(slot, prompt_row_index, query.shape[0])
+    prompt_length = 0 if prompts is None else prompts[0].shape[2]
+
+    if position_bias is None:
+        position_bias = query.new_zeros(1, query.shape[1], query.shape[2], key.shape[2])
+
+    # The combined bias depends only on (position_bias, mask, l), which every layer of a stack shares
+    # in one forward: build it once per stack. Identity checks hold the tensors, so ids cannot be reused.
+    cache_key = (slot[0] if slot is not None else "cross", prompt_length)
+    cached = None if prompt_state is None else prompt_state.bias_cache.get(cache_key)
+    if cached is not None and cached[0] is position_bias and cached[1] is attention_mask:
+        bias = cached[3]
+    else:
+        bias = _combined_bias(position_bias, attention_mask, prompt_length, query.dtype)
+        if prompt_state is not None:
+            prompt_state.bias_cache[cache_key] = (position_bias, attention_mask, prompt_length, bias)
+
+    if prompts is not None:
+        key = torch.cat([prompts[0].to(key.dtype), key], dim=2)
+        value = torch.cat([prompts[1].to(value.dtype), value], dim=2)
+
+    observer = None if prompt_state is None else prompt_state.attention_observer
+    if output_attentions or observer is not None:
+        scale = 1.0 if scaling is None else scaling
+        scores = torch.matmul(query, key.transpose(2, 3)) * scale + bias
+        weights = scores.float().softmax(dim=-1).to(query.dtype)
+        if observer is not None:
+            observer(module=module, slot=slot, weights=weights, prompt_length=prompt_length,
+                     attention_mask=attention_mask)
+        weights_dropped = F.dropout(weights, p=dropout, training=module.training)
+        output = torch.matmul(weights_dropped, value)
+        return output.transpose(1, 2).contiguous(), weights
+
+    output = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout, scale=scaling)
+    return output.transpose(1, 2).contiguous(), None
+
+
+def prompted_attention_mask(*args: Any, **kwargs: Any) -> torch.Tensor | None:
+    """The mask builder for :data:`ATTENTION_NAME`: SDPA's boolean [B, 1, q, k] mask, never skipped for
+    causal attention (SDPA's ``is_causal`` shortcut would hide the prompt columns from early queries)."""
+    kwargs["allow_is_causal_skip"] = False
+    return sdpa_mask(*args, **kwargs)
+
+
+def register_attention() -> None:
+    """Register the attention and mask functions (idempotent)."""
+    AttentionInterface.register(ATTENTION_NAME, prompted_attention)
+    AttentionMaskInterface.register(ATTENTION_NAME, prompted_attention_mask)
+
+
+register_attention()

@@ -1,0 +1,65 @@
+"""Backbone sizes: the paper's T5 checkpoints (for parameter accounting, no download) and tiny
+random-init presets for tests, the demo and CPU recipes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import AutoModelForSeq2SeqLM, PreTrainedModel, T5Config, T5ForConditionalGeneration
+
+_V10 = dict(vocab_size=32128, feed_forward_proj="relu", tie_word_embeddings=True)
+_V11 = dict(vocab_size=32128, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
+
+#: Shapes of the released checkpoints (from their config.json files), by hub name.
+T5_SIZES: dict[str, dict[str, Any]] = {
+    "t5-small": dict(d_model=512, d_kv=64, num_heads=8, d_ff=2048, num_layers=6, **_V10),
+    "t5-base": dict(d_model=768, d_kv=64, num_heads=12, d_ff=3072, num_layers=12, **_V10),
+    "t5-large": dict(d_model=1024, d_kv=64, num_heads=16, d_ff=4096, num_layers=24, **_V10),
+    "t5-3b": dict(d_model=1024, d_kv=128, num_heads=32, d_ff=16384, num_layers=24, **_V10),
+    "t5-11b": dict(d_model=1024, d_kv=128, num_heads=128, d_ff=65536, num_layers=24, **_V10),
+    "t5-v1_1-small": dict(d_model=512, d_kv=64, num_heads=6, d_ff=1024, num_layers=8, **_V11),
+    "t5-v1_1-base": dict(d_model=768, d_kv=64, num_heads=12, d_ff=2048, num_layers=12, **_V11),
+    "t5-v1_1-large": dict(d_model=1024, d_kv=64, num_heads=16, d_ff=2816, num_layers=24, **_V11),
+    "t5-v1_1-xl": dict(d_model=2048, d_kv=64, num_heads=32, d_ff=5120, num_layers=24, **_V11),
+    "t5-v1_1-xxl": dict(d_model=4096, d_kv=64, num_heads=64, d_ff=10240, num_layers=24, **_V11),
+}
+
+#: Random-init presets that train on a CPU in seconds to minutes.
+TINY_SIZES: dict[str, dict[str, Any]] = {
+    "t5-tiny": dict(d_model=64, d_kv=16, num_heads=4, d_ff=128, num_layers=2, feed_forward_proj="relu"),
+    "t5-mini": dict(d_model=128, d_kv=32, num_heads=4, d_ff=512, num_layers=4, feed_forward_proj="gated-gelu",
+                    tie_word_embeddings=False),
+}
+
+#: T5's token conventions: pad 0 (also the decoder start token), eos 1, unk 2.
+SPECIAL_TOKENS = dict(pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+
+
+def t5_config(name: str, vocab_size: int | None = None, **overrides: Any) -> T5Config:
+    """The ``T5Config`` of a named size (``T5_SIZES`` or ``TINY_SIZES``) with optional overrides."""
+    sizes = {**T5_SIZES, **TINY_SIZES}
+    if name not in sizes:
+        raise ValueError(f"unknown model size {name!r}; choose one of {', '.join(sizes)}.")
+    kwargs: dict[str, Any] = {"dropout_rate": 0.1, **SPECIAL_TOKENS, **sizes[name], **overrides}
+    if vocab_size is not None:
+        kwargs["vocab_size"] = vocab_size
+    kwargs.setdefault("num_decoder_layers", kwargs["num_layers"])
+    return T5Config(**kwargs)
+
+
+def count_backbone_parameters(config: T5Config) -> int:
+    """Parameters of a ``T5ForConditionalGeneration`` with ``config``, counted on the meta device
+    (no memory, no download); tied weights counted once."""
+    with torch.device("meta"):
+        model = T5ForConditionalGeneration(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def load_backbone(name_or_path: str, vocab_size: int | None = None, **kwargs: Any) -> PreTrainedModel:
+    """A tiny preset built from its config (random init; ``vocab_size`` from the tokenizer), or a
+    hub name / local directory through ``AutoModelForSeq2SeqLM`` (``trust_remote_code`` stays off)."""
+    if name_or_path in TINY_SIZES:
+        overrides = {k: v for k, v in kwargs.items() if k in T5Config().to_dict()}
+        return T5ForConditionalGeneration(t5_config(name_or_path, vocab_size=vocab_size or 384, **overrides))
+    return AutoModelForSeq2SeqLM.from_pretrained(name_or_path, **kwargs)
