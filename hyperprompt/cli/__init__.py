@@ -1,0 +1,1 @@
+"""The `hyperprompt` command line. Nothing imports this package (it sits on top)."""
