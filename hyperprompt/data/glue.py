@@ -1,0 +1,730 @@
+"""GLUE and SuperGLUE tasks in T5's text-to-text format, with the benchmarks' official metrics.
+
+Formats follow T5 (``t5/data/glue_utils.py``, ``t5/data/preprocessors.py``): the task name, then
+``field: value`` for each input field (sorted by field name unless T5 fixes an order), and the label
+name as the target::
+
+    cb hypothesis: the language was peeled down premise: It was a complex language. ...  ->  entailment
+    stsb sentence1: A plane is taking off. sentence2: An air plane is taking off.          ->  5.0
+    wsc text: * Mark * told Pete many lies about himself, ... # He # should have been ...  ->  False
+
+Data comes from the Hugging Face hub (``nyu-mll/glue``, ``aps/super_glue``) or, with ``data_dir``,
+from the official release files (GLUE ``.tsv``, SuperGLUE ``.jsonl``). Both are turned into the same
+records (the hub's schema, ``label`` a class id), so the rest of the pipeline cannot tell them apart.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hyperprompt.data import metrics as m
+from hyperprompt.data.sources import (
+    OnError,
+    Record,
+    RowError,
+    convert_rows,
+    int_field,
+    iter_glue_tsv,
+    iter_jsonl,
+    load_hub_split,
+    text_field,
+)
+from hyperprompt.data.task import Example, Task, register_task
+
+GLUE_HUB_ID = "nyu-mll/glue"
+SUPERGLUE_HUB_ID = "aps/super_glue"
+# Bump when any preprocessing below changes: it is part of the tokenisation cache key.
+PREPROCESSOR_VERSION = "1"
+
+# The tasks each benchmark's score averages (and the paper trains on, SPEC section 4).
+# GLUE leaves out WNLI, as T5 and the paper do; SuperGLUE leaves out the diagnostics AX-b / AX-g.
+BENCHMARK_TASKS: dict[str, tuple[str, ...]] = {
+    "glue": (
+        "glue/cola",
+        "glue/sst2",
+        "glue/mrpc",
+        "glue/qqp",
+        "glue/stsb",
+        "glue/mnli",
+        "glue/qnli",
+        "glue/rte",
+    ),
+    "superglue": (
+        "superglue/boolq",
+        "superglue/cb",
+        "superglue/copa",
+        "superglue/multirc",
+        "superglue/record",
+        "superglue/rte",
+        "superglue/wic",
+        "superglue/wsc",
+    ),
+}
+
+# Where a split lives: (official file name or hub split name, MNLI subset or None).
+SplitFiles = Mapping[str, tuple[tuple[str, str | None], ...]]
+
+
+@dataclass(frozen=True)
+class BuiltinSpec:
+    """Everything that differs between built-in tasks."""
+
+    name: str  # canonical name, "glue/cola"
+    hub_config: str  # config on the hub, "cola"
+    folder: str  # folder of the official release, "CoLA"
+    files: SplitFiles  # split -> official files
+    hub_splits: SplitFiles  # split -> hub splits
+    text_prefix: str  # T5's task prefix, "cola"
+    features: tuple[str, ...]  # the input fields, in T5's order
+    label_names: tuple[str, ...] | None
+    label_kind: str  # how the official file writes labels: "index", "name", "bool" or "float"
+    metric: str  # key of METRICS
+    format: str = "glue"  # key of PREPROCESSORS
+    renamed: Mapping[str, str] | None = None  # input field -> record field, when they differ (AX-b)
+
+    @property
+    def record_fields(self) -> tuple[str, ...]:
+        """The record fields the input fields come from."""
+        return tuple((self.renamed or {}).get(field, field) for field in self.features)
+
+    @property
+    def benchmark(self) -> str:
+        return self.name.split("/", 1)[0]
+
+    @property
+    def config(self) -> str:
+        return self.name.split("/", 1)[1]
+
+
+_TRAIN_DEV = {"train": (("train.tsv", None),), "validation": (("dev.tsv", None),)}
+_TRAIN_VAL = {"train": (("train.jsonl", None),), "validation": (("val.jsonl", None),)}
+_HUB = {"train": (("train", None),), "validation": (("validation", None),)}
+_NLI = ("entailment", "not_entailment")
+_BOOL = ("False", "True")
+
+
+def _glue(config, folder, features, labels, kind, metric, **kw) -> BuiltinSpec:
+    return BuiltinSpec(
+        **{"files": _TRAIN_DEV, "hub_splits": _HUB, "text_prefix": config, "hub_config": config, **kw},
+        name=f"glue/{config}",
+        folder=folder,
+        features=features,
+        label_names=labels,
+        label_kind=kind,
+        metric=metric,
+    )
+
+
+def _superglue(config, folder, features, labels, kind, metric, **kw) -> BuiltinSpec:
+    return BuiltinSpec(
+        **{"files": _TRAIN_VAL, "hub_splits": _HUB, "text_prefix": config, "hub_config": config, **kw},
+        name=f"superglue/{config}",
+        folder=folder,
+        features=features,
+        label_names=labels,
+        label_kind=kind,
+        metric=metric,
+    )
+
+
+_MNLI_LABELS = ("entailment", "neutral", "contradiction")
+_MNLI_DEV = (("dev_matched.tsv", "matched"), ("dev_mismatched.tsv", "mismatched"))
+_MNLI_HUB = (("validation_matched", "matched"), ("validation_mismatched", "mismatched"))
+_MNLI_FEATURES = ("hypothesis", "premise")
+
+SPECS: tuple[BuiltinSpec, ...] = (
+    _glue("cola", "CoLA", ("sentence",), ("unacceptable", "acceptable"), "index", "mcc"),
+    _glue("sst2", "SST-2", ("sentence",), ("negative", "positive"), "index", "accuracy"),
+    _glue(
+        "mrpc", "MRPC", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), "index", "f1_accuracy"
+    ),
+    _glue("qqp", "QQP", ("question1", "question2"), ("not_duplicate", "duplicate"), "index", "f1_accuracy"),
+    _glue("stsb", "STS-B", ("sentence1", "sentence2"), None, "float", "pearson_spearman", format="stsb"),
+    _glue(
+        "mnli",
+        "MNLI",
+        _MNLI_FEATURES,
+        _MNLI_LABELS,
+        "name",
+        "mnli",
+        files={"train": (("train.tsv", None),), "validation": _MNLI_DEV},
+        hub_splits={"train": (("train", None),), "validation": _MNLI_HUB},
+    ),
+    _glue(
+        "mnli_matched",
+        "MNLI",
+        _MNLI_FEATURES,
+        _MNLI_LABELS,
+        "name",
+        "accuracy",
+        text_prefix="mnli",
+        hub_config="mnli",
+        files={"validation": _MNLI_DEV[:1]},
+        hub_splits={"validation": _MNLI_HUB[:1]},
+    ),
+    _glue(
+        "mnli_mismatched",
+        "MNLI",
+        _MNLI_FEATURES,
+        _MNLI_LABELS,
+        "name",
+        "accuracy",
+        text_prefix="mnli",
+        hub_config="mnli",
+        files={"validation": _MNLI_DEV[1:]},
+        hub_splits={"validation": _MNLI_HUB[1:]},
+    ),
+    _glue("qnli", "QNLI", ("question", "sentence"), _NLI, "name", "accuracy"),
+    _glue("rte", "RTE", ("sentence1", "sentence2"), _NLI, "name", "accuracy"),
+    _glue("wnli", "WNLI", ("sentence1", "sentence2"), ("not_entailment", "entailment"), "index", "accuracy"),
+    _superglue("boolq", "BoolQ", ("passage", "question"), _BOOL, "bool", "accuracy"),
+    _superglue(
+        "cb", "CB", ("hypothesis", "premise"), ("entailment", "contradiction", "neutral"), "name", "cb"
+    ),
+    _superglue(
+        "copa",
+        "COPA",
+        ("choice1", "choice2", "premise", "question"),
+        ("choice1", "choice2"),
+        "index",
+        "accuracy",
+    ),
+    _superglue(
+        "multirc", "MultiRC", ("question", "answer", "paragraph"), _BOOL, "index", "multirc", format="multirc"
+    ),
+    _superglue(
+        "record", "ReCoRD", ("query", "entities", "passage"), None, "answers", "record", format="record"
+    ),
+    _superglue("rte", "RTE", ("hypothesis", "premise"), _NLI, "name", "accuracy"),
+    _superglue("wic", "WiC", ("sentence1", "sentence2", "word"), _BOOL, "bool", "accuracy"),
+    _superglue("wsc", "WSC", ("text",), _BOOL, "bool", "accuracy", hub_config="wsc.fixed", format="wsc"),
+    # The diagnostics are cast as RTE, as T5 does (AX-b's sentence1/2 read as premise/hypothesis);
+    # the hub has them as a (labelled) "test" split.
+    _superglue(
+        "axb",
+        "AX-b",
+        ("hypothesis", "premise"),
+        _NLI,
+        "name",
+        "mcc",
+        text_prefix="rte",
+        renamed={"hypothesis": "sentence2", "premise": "sentence1"},
+        files={"validation": (("AX-b.jsonl", None),)},
+        hub_splits={"validation": (("test", None),)},
+    ),
+    _superglue(
+        "axg",
+        "AX-g",
+        ("hypothesis", "premise"),
+        _NLI,
+        "name",
+        "axg",
+        text_prefix="rte",
+        files={"validation": (("AX-g.jsonl", None),)},
+        hub_splits={"validation": (("test", None),)},
+    ),
+)
+SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the official files into records of the hub's schema.
+
+
+def parse_label(value: Any, kind: str, label_names: tuple[str, ...] | None) -> int | float:
+    """An official label as the hub stores it: a class id, or a float for STS-B."""
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise RowError(f"label must be a number, got {value!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise RowError(f"label must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise RowError(f"label must be a finite number, got {value!r}")
+        return number
+    assert label_names is not None
+    if kind == "name" and isinstance(value, str) and value in label_names:
+        return label_names.index(value)
+    if kind == "bool" and isinstance(value, bool):
+        return int(value)
+    if kind == "index" and not isinstance(value, bool):
+        if isinstance(value, int) and 0 <= value < len(label_names):
+            return value
+        if isinstance(value, str) and value.strip() in {str(i) for i in range(len(label_names))}:
+            return int(value)
+    expected = {
+        "name": " or ".join(repr(n) for n in label_names),
+        "bool": "true or false",
+        "index": " or ".join(str(i) for i in range(len(label_names))),
+    }[kind]
+    raise RowError(f"unknown label {value!r}; expected {expected}")
+
+
+# GLUE: (column names of a header-less file, {record field: column}, label column).
+_GLUE_COLUMNS: dict[str, tuple[tuple[str, ...] | None, dict[str, str], str]] = {
+    "cola": (("source", "label", "original_mark", "sentence"), {"sentence": "sentence"}, "label"),
+    "sst2": (None, {"sentence": "sentence"}, "label"),
+    "mrpc": (None, {"sentence1": "#1 String", "sentence2": "#2 String"}, "Quality"),
+    "qqp": (None, {"question1": "question1", "question2": "question2"}, "is_duplicate"),
+    "stsb": (None, {"sentence1": "sentence1", "sentence2": "sentence2"}, "score"),
+    "mnli": (None, {"premise": "sentence1", "hypothesis": "sentence2"}, "gold_label"),
+    "qnli": (None, {"question": "question", "sentence": "sentence"}, "label"),
+    "rte": (None, {"sentence1": "sentence1", "sentence2": "sentence2"}, "label"),
+    "wnli": (None, {"sentence1": "sentence1", "sentence2": "sentence2"}, "label"),
+}
+
+
+def _glue_converter(spec: BuiltinSpec) -> tuple[tuple[str, ...] | None, Callable[[dict, int], Record]]:
+    columns, fields, label_column = _GLUE_COLUMNS[spec.hub_config]
+
+    def convert(row: dict, position: int) -> Record:
+        record: Record = {field: text_field(row, column) for field, column in fields.items()}
+        record["label"] = parse_label(text_field(row, label_column), spec.label_kind, spec.label_names)
+        record["idx"] = position  # the hub's idx is the row's position in the file
+        return record
+
+    return columns, convert
+
+
+def fix_wsc_spans(record: Record) -> Record:
+    """The hub's ``wsc.fixed`` correction of span texts that are not substrings of the text
+    (case of the first word, a trailing ``.``, a newline), applied in place."""
+
+    def fix(key: str) -> None:
+        span, index = record[f"{key}_text"], record[f"{key}_index"]
+        if span in record["text"] or span in ("Kamenev and Zinoviev", "Kamenev, Zinoviev, and Stalin"):
+            return
+        if "theyscold" in span:  # mirrors the hub's fix, which only moves the index
+            record["span2_index"] = 10
+        words = record["text"].split()
+        if not 0 <= index < len(words):
+            raise RowError(f"{key}_index {index} is outside the text ({len(words)} words)")
+        span = (span[0].lower() if words[index][0].islower() else span[0].upper()) + span[1:]
+        span = span.rstrip(".").replace("\n", " ")
+        if span not in record["text"]:
+            raise RowError(f"{key}_text {record[f'{key}_text']!r} does not occur in the text")
+        record[f"{key}_text"] = span
+
+    fix("span1")
+    fix("span2")
+    return record
+
+
+def _superglue_converter(spec: BuiltinSpec) -> Callable[[dict, int], Record | list[Record]]:
+    config = spec.hub_config
+    if config == "multirc":
+        return _multirc_records
+    if config == "record":
+        return _record_records
+
+    def convert(row: dict, position: int) -> Record:
+        record: Record = {k: v for k, v in row.items() if k not in ("target", "label")}
+        if config == "wsc.fixed":
+            target = row.get("target")
+            if not isinstance(target, dict):
+                raise RowError("missing field 'target' (the WSC spans)")
+            record["text"] = text_field(row, "text")
+            for key in ("span1_text", "span2_text"):
+                record[key] = text_field(target, key)
+            for key in ("span1_index", "span2_index"):
+                record[key] = int_field(target, key)
+            fix_wsc_spans(record)
+        else:
+            for field in spec.record_fields:
+                record[field] = text_field(row, field)
+        if config == "wic":
+            for key in ("start1", "start2", "end1", "end2"):
+                record[key] = int_field(row, key)
+        if "label" not in row:
+            raise RowError("missing field 'label'")
+        record["label"] = parse_label(row["label"], spec.label_kind, spec.label_names)
+        record["idx"] = int_field(row, "idx")
+        return record
+
+    return convert
+
+
+def _multirc_records(row: dict, position: int) -> list[Record]:
+    """One record per answer, as on the hub: paragraph, question, answer, label, idx{...}."""
+    passage = row.get("passage")
+    if not isinstance(passage, dict) or not isinstance(passage.get("questions"), list):
+        raise RowError("expected 'passage' with 'text' and a list of 'questions'")
+    paragraph, paragraph_idx = text_field(passage, "text"), int_field(row, "idx")
+    records = []
+    for question in passage["questions"]:
+        if not isinstance(question, dict) or not isinstance(question.get("answers"), list):
+            raise RowError("every question needs 'question', 'idx' and a list of 'answers'")
+        for answer in question["answers"]:
+            if not isinstance(answer, dict) or "label" not in answer:
+                raise RowError("every answer needs 'text', 'idx' and 'label'")
+            records.append(
+                {
+                    "paragraph": paragraph,
+                    "question": text_field(question, "question"),
+                    "answer": text_field(answer, "text"),
+                    "label": parse_label(answer["label"], "index", _BOOL),
+                    "idx": {
+                        "paragraph": paragraph_idx,
+                        "question": int_field(question, "idx"),
+                        "answer": int_field(answer, "idx"),
+                    },
+                }
+            )
+    return records
+
+
+def _record_records(row: dict, position: int) -> list[Record]:
+    """One record per query, as on the hub: passage, query, entities, entity_spans, answers, idx{...}.
+
+    Entity spans in the official file have inclusive ends.
+    """
+    passage = row.get("passage")
+    if not isinstance(passage, dict) or not isinstance(passage.get("entities"), list):
+        raise RowError("expected 'passage' with 'text' and a list of 'entities'")
+    if not isinstance(row.get("qas"), list):
+        raise RowError("missing field 'qas' (the queries)")
+    text, passage_idx = text_field(passage, "text"), int_field(row, "idx")
+    spans = []
+    for entity in passage["entities"]:
+        start, end = int_field(entity, "start"), int_field(entity, "end")
+        spans.append({"text": text[start : end + 1], "start": start, "end": end + 1})
+    spans.sort(key=lambda span: span["start"])
+    records = []
+    for qa in row["qas"]:
+        if not isinstance(qa, dict) or not isinstance(qa.get("answers", []), list):
+            raise RowError("every query needs 'query', 'idx' and a list of 'answers'")
+        records.append(
+            {
+                "passage": text,
+                "query": text_field(qa, "query"),
+                "entities": sorted({span["text"] for span in spans}),
+                "entity_spans": spans,
+                "answers": sorted({text_field(a, "text") for a in qa.get("answers", [])}),
+                "idx": {"passage": passage_idx, "query": int_field(qa, "idx")},
+            }
+        )
+    return records
+
+
+_BENCHMARK_FOLDERS = {
+    "glue": ("glue", "glue_data", "GLUE"),
+    "superglue": ("superglue", "super_glue", "SuperGLUE"),
+}
+
+
+def find_task_file(data_dir: str | Path, spec: BuiltinSpec, filename: str) -> Path:
+    """The official file ``filename`` of a task under ``data_dir``.
+
+    ``data_dir`` may hold the task folders (``DIR/CB/train.jsonl``) or a folder per benchmark
+    (``DIR/superglue/CB/train.jsonl``).
+    """
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"data_dir {root} is not a directory")
+    candidates = [root / folder / spec.folder for folder in _BENCHMARK_FOLDERS[spec.benchmark]]
+    candidates.append(root / spec.folder)
+    kind = "GLUE .tsv" if spec.benchmark == "glue" else "SuperGLUE .jsonl"
+    for task_dir in candidates:
+        if task_dir.is_dir():
+            path = task_dir / filename
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path}: not found. {spec.name} expects the official {kind} file {filename!r} "
+                    f"in {task_dir} (files there: {sorted(p.name for p in task_dir.iterdir())})"
+                )
+            return path
+    tried = ", ".join(str(c) for c in candidates)
+    raise FileNotFoundError(
+        f"{spec.name}: no folder {spec.folder!r} under {root} (tried {tried}). Expected the official "
+        f"{kind} release layout: DIR/{spec.folder}/{filename} or DIR/{spec.benchmark}/{spec.folder}/{filename}"
+    )
+
+
+def _local_source(spec: BuiltinSpec, data_dir: str | Path, on_error: OnError, skipped: collections.Counter):
+    def read(split: str) -> list[Record]:
+        records: list[Record] = []
+        for filename, subset in spec.files[split]:
+            path = find_task_file(data_dir, spec, filename)
+            if spec.benchmark == "glue":
+                columns, convert = _glue_converter(spec)
+                rows = iter_glue_tsv(path, columns)
+            else:
+                rows, convert = iter_jsonl(path), _superglue_converter(spec)
+            part = convert_rows(path, rows, convert, on_error=on_error, skipped=skipped, counter_key=split)
+            records.extend({**r, "subset": subset} if subset else r for r in part)
+        return records
+
+    return read
+
+
+def _hub_source(spec: BuiltinSpec, hub_id: str):
+    def read(split: str) -> list[Record]:
+        records: list[Record] = []
+        for hub_split, subset in spec.hub_splits[split]:
+            rows, features = load_hub_split(hub_id, spec.hub_config, hub_split)
+            where = f"{hub_id} ({spec.hub_config}, {hub_split})"
+            hub_labels = getattr(features.get("label"), "names", None)
+            if (
+                spec.label_names is not None
+                and hub_labels is not None
+                and tuple(hub_labels) != spec.label_names
+            ):
+                raise ValueError(f"{where} has labels {hub_labels}, expected {list(spec.label_names)}")
+            if any(row.get("label") == -1 for row in rows):
+                raise ValueError(f"{where} has examples without a gold label (-1): not usable as {split}")
+            for row in rows:
+                record = dict(row)
+                if (
+                    spec.label_kind == "float"
+                ):  # float32 on the hub: the shortest decimal, 3.8 not 3.799999952
+                    record["label"] = float(str(np.float32(record["label"])))
+                if spec.format == "record":
+                    record["entities"] = sorted(set(record["entities"]))
+                    record["answers"] = sorted(set(record["answers"]))
+                records.append({**record, "subset": subset} if subset else record)
+        return records
+
+    return read
+
+
+# ----------------------------------------------------------------------------------------------
+# Preprocessors: record -> (inputs without the task prefix, targets).
+
+
+def _glue_text(spec: BuiltinSpec) -> Callable[[Record], tuple[str, str]]:
+    assert spec.label_names is not None
+    label_names = spec.label_names
+
+    pairs = tuple(zip(spec.features, spec.record_fields, strict=True))
+
+    def preprocess(record: Record) -> tuple[str, str]:
+        inputs = " ".join(f"{name}: {record[field]}" for name, field in pairs)
+        return inputs, label_names[record["label"]]
+
+    return preprocess
+
+
+def _multirc_text(spec: BuiltinSpec) -> Callable[[Record], tuple[str, str]]:
+    glue_text = _glue_text(spec)
+
+    def preprocess(record: Record) -> tuple[str, str]:
+        inputs, targets = glue_text(record)
+        inputs = re.sub("<(/)?b>", "", inputs.replace("<br>", " "))  # T5 drops the HTML markup
+        return inputs, targets
+
+    return preprocess
+
+
+def stsb_target(score: float) -> str:
+    """T5's STS-B target: the score rounded to the nearest 0.2 (ties to even), one decimal."""
+    return f"{round(score * 5) / 5:.1f}"
+
+
+def _stsb_text(spec: BuiltinSpec) -> Callable[[Record], tuple[str, str]]:
+    def preprocess(record: Record) -> tuple[str, str]:
+        return f"sentence1: {record['sentence1']} sentence2: {record['sentence2']}", stsb_target(
+            record["label"]
+        )
+
+    return preprocess
+
+
+def _mark_span(text: str, span: str, word_index: int, mark: str) -> str:
+    """Surround ``span`` starting at word ``word_index`` with ``mark`` (unchanged if it is not there)."""
+    pattern = rf"^((?:\S+\s){{{word_index}}})({re.escape(span)})"
+    return re.sub(pattern, lambda mo: f"{mo.group(1)}{mark} {mo.group(2)} {mark}", text, count=1)
+
+
+def wsc_marked_text(record: Record) -> str:
+    """T5's WSC text: the noun phrase (span 1) between ``*``, the pronoun (span 2) between ``#``."""
+    text = _mark_span(record["text"], record["span1_text"], record["span1_index"], "*")
+    span2_index = record["span2_index"] + (2 if record["span1_index"] < record["span2_index"] else 0)
+    return _mark_span(text, record["span2_text"], span2_index, "#")
+
+
+def _wsc_text(spec: BuiltinSpec) -> Callable[[Record], tuple[str, str]]:
+    def preprocess(record: Record) -> tuple[str, str]:
+        return f"text: {wsc_marked_text(record)}", _BOOL[record["label"]]
+
+    return preprocess
+
+
+def _record_text(spec: BuiltinSpec) -> Callable[[Record], tuple[str, str]]:
+    def preprocess(record: Record) -> tuple[str, str]:
+        passage = re.sub(r"(\.|\?|\!|\"|\')\n@highlight\n", r"\1 ", record["passage"])
+        passage = re.sub(r"\n@highlight\n", ". ", passage)
+        inputs = f"query: {record['query']} entities: {', '.join(record['entities'])} passage: {passage}"
+        if not record["answers"]:
+            raise ValueError(f"superglue/record: query {record['idx']} has no gold answer")
+        return inputs, record["answers"][0]
+
+    return preprocess
+
+
+PREPROCESSORS = {
+    "glue": _glue_text,
+    "multirc": _multirc_text,
+    "stsb": _stsb_text,
+    "wsc": _wsc_text,
+    "record": _record_text,
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Postprocessors and metrics.
+
+
+def label_postprocessor(label_names: tuple[str, ...]) -> Callable[[str], int | None]:
+    """Generated text -> class id, ``None`` if the text is not one of ``label_names``."""
+    index = {name: i for i, name in enumerate(label_names)}
+    return lambda text: index.get(text.strip())
+
+
+def float_postprocessor(text: str) -> float | None:
+    """Generated text -> float, ``None`` if it is not a finite number."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def answer_postprocessor(text: str) -> str:
+    """Generated text -> answer text (ReCoRD: any text is an answer, scored against the gold ones)."""
+    return text.strip()
+
+
+def _labels(refs: list[Example]) -> list:
+    return [r["label"] for r in refs]
+
+
+def _mnli_metrics(values: list, refs: list[Example]) -> dict[str, float]:
+    scores = {}
+    for subset in ("matched", "mismatched"):
+        chosen = [i for i, r in enumerate(refs) if r.get("subset") == subset]
+        if chosen:
+            scores[f"accuracy_{subset}"] = m.accuracy(
+                [values[i] for i in chosen], [refs[i]["label"] for i in chosen]
+            )
+    if len(scores) == 0:
+        raise ValueError(
+            "glue/mnli references need the 'subset' field (matched / mismatched) of validation examples"
+        )
+    return scores
+
+
+MetricTable = dict[str, tuple[tuple[str, ...], Callable[[list, list[Example]], dict[str, float]]]]
+METRICS: MetricTable = {
+    "accuracy": (("accuracy",), lambda v, r: {"accuracy": m.accuracy(v, _labels(r))}),
+    "mcc": (("mcc",), lambda v, r: {"mcc": m.matthews_corrcoef(v, _labels(r))}),
+    "f1_accuracy": (
+        ("f1", "accuracy"),
+        lambda v, r: {"f1": m.binary_f1(v, _labels(r)), "accuracy": m.accuracy(v, _labels(r))},
+    ),
+    "pearson_spearman": (
+        ("pearson", "spearman"),
+        lambda v, r: {"pearson": m.pearson(v, _labels(r)), "spearman": m.spearman(v, _labels(r))},
+    ),
+    "cb": (
+        ("macro_f1", "accuracy"),
+        lambda v, r: {
+            "macro_f1": m.macro_f1(v, _labels(r), num_classes=3),
+            "accuracy": m.accuracy(v, _labels(r)),
+        },
+    ),
+    "multirc": (
+        ("f1a", "exact_match"),
+        lambda v, r: {
+            "f1a": m.binary_f1(v, _labels(r)),
+            "exact_match": m.exact_match_per_group(
+                v, _labels(r), [(x["idx"]["paragraph"], x["idx"]["question"]) for x in r]
+            ),
+        },
+    ),
+    "record": (("f1", "exact_match"), lambda v, r: m.squad_scores(v, [x["answers"] for x in r])),
+    "axg": (
+        ("gender_parity", "accuracy"),
+        lambda v, r: {
+            "gender_parity": m.gender_parity(v, [x["idx"] // 2 for x in r]),
+            "accuracy": m.accuracy(v, _labels(r)),
+        },
+    ),
+    "mnli": (("accuracy_matched", "accuracy_mismatched"), _mnli_metrics),
+}
+
+# Examples the validation / test hold-out must keep together.
+_GROUP_KEYS: dict[str, Callable[[Example], Any]] = {
+    "superglue/multirc": lambda ex: ex["idx"]["paragraph"],
+    "superglue/record": lambda ex: ex["idx"]["passage"],
+    "superglue/axg": lambda ex: ex["idx"] // 2,  # AX-g pairs are consecutive examples
+}
+
+
+def make_builtin_task(
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    prefix: bool = True,
+    hub_id: str | None = None,
+    on_error: OnError = "raise",
+    test_fraction: float | None = None,
+    split_seed: int = 0,
+) -> Task:
+    """Build the GLUE / SuperGLUE task ``name`` (canonical). See :func:`hyperprompt.data.get_task`."""
+    spec = SPEC_BY_NAME[name]
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+    skipped: collections.Counter = collections.Counter()
+    if data_dir is not None:
+        if hub_id is not None:
+            raise ValueError("pass data_dir (official files) or hub_id (hub layout), not both")
+        source = _local_source(spec, data_dir, on_error, skipped)
+    else:
+        default_hub = GLUE_HUB_ID if spec.benchmark == "glue" else SUPERGLUE_HUB_ID
+        source = _hub_source(spec, hub_id or default_hub)
+    if spec.format == "stsb":
+        postprocess: Callable[[str], Any] = float_postprocessor
+    elif spec.format == "record":
+        postprocess = answer_postprocessor
+    else:
+        assert spec.label_names is not None
+        postprocess = label_postprocessor(spec.label_names)
+    metric_names, metric_fn = METRICS[spec.metric]
+    return Task(
+        spec.name,
+        source=source,
+        preprocess=PREPROCESSORS[spec.format](spec),
+        postprocess=postprocess,
+        metrics=metric_fn,
+        metric_names=metric_names,
+        splits=tuple(spec.files),
+        label_names=spec.label_names,
+        text_prefix=spec.text_prefix,
+        prefix=prefix,
+        test_fraction=test_fraction,
+        split_seed=split_seed,
+        group_key=_GROUP_KEYS.get(spec.name),
+        version=PREPROCESSOR_VERSION,
+        skipped=skipped,
+    )
+
+
+def _register_builtins() -> None:
+    for spec in SPECS:
+
+        def factory(data_dir: str | Path | None = None, *, _name: str = spec.name, **options: Any) -> Task:
+            return make_builtin_task(_name, data_dir, **options)
+
+        register_task(factory, name=spec.name)
+
+
+_register_builtins()
