@@ -24,7 +24,7 @@ from hyperprompt.data import (
     synthetic_tasks,
     train_tokenizer,
 )
-from hyperprompt.data.tokenize import tokenize_texts
+from hyperprompt.data.tokenize import _encode, splits_at_whitespace, tokenize_texts
 
 
 def test_encode_appends_eos_and_counts_truncation(data_dir, byt5):
@@ -81,6 +81,18 @@ def test_byt5_fast_path_equals_the_tokenizer(data_dir, byt5):
     fast = tokenize_texts(byt5, texts)
     slow = byt5(texts, add_special_tokens=False)["input_ids"]
     assert [list(ids) for ids in fast] == slow
+
+
+@pytest.mark.parametrize("max_length", [16, 100, 512])
+def test_cutting_long_texts_before_tokenising_changes_nothing(data_dir, byt5, small_tokenizer, max_length):
+    texts = [ex["inputs"] for ex in get_task("multirc", data_dir=data_dir).load("validation")[:400]]
+    texts += ["word " * 600, "x" * 3000, "tab\tseparated " * 300, ""]
+    for tokenizer in (small_tokenizer, byt5):
+        assert splits_at_whitespace(tokenizer)
+        cut, n_cut = _encode(tokenizer, texts, max_length)
+        full, n_full = _encode(tokenizer, texts, max_length, cut_long_texts=False)
+        assert n_cut == n_full
+        assert all(np.array_equal(a, b) for a, b in zip(cut, full, strict=True))
 
 
 def test_collator_pads_right_and_masks_labels():
