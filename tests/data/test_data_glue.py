@@ -7,7 +7,8 @@ import json
 import pytest
 
 from hyperprompt.data import get_task, list_tasks
-from hyperprompt.data.glue import SPEC_BY_NAME, find_task_file, stsb_target
+from hyperprompt.data.glue import SPEC_BY_NAME, stsb_target
+from hyperprompt.data.glue_sources import find_task_file
 
 # Official sizes (examples as the task yields them: MultiRC answers, ReCoRD queries;
 # MNLI validation = matched 9,815 + mismatched 9,832).
