@@ -70,11 +70,6 @@ class Task:
         version: str = "1",
         skipped: collections.Counter | None = None,
     ):
-        if test_fraction is not None:
-            if not 0.0 < test_fraction < 1.0:
-                raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-            if "validation" not in splits or "test" in splits:
-                raise ValueError(f"{name}: test_fraction needs a validation split and no test split")
         self.name = name
         self._source = source
         self._preprocess = preprocess
@@ -91,6 +86,15 @@ class Task:
         self.version = version
         self.skipped: collections.Counter = skipped if skipped is not None else collections.Counter()
         self._loaded: dict[str, list[Example]] = {}
+        self._check_test_fraction()
+
+    def _check_test_fraction(self) -> None:
+        if self.test_fraction is None:
+            return
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if "validation" not in self._source_splits or "test" in self._source_splits:
+            raise ValueError(f"{self.name}: test_fraction needs a validation split and no test split")
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, splits={self.splits}, metrics={self.metric_names})"
@@ -112,8 +116,7 @@ class Task:
         for key, value in options.items():
             setattr(task, key, value)
         task._loaded = {}
-        if task.test_fraction is not None and not 0.0 < task.test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in (0, 1), got {task.test_fraction}")
+        task._check_test_fraction()
         return task
 
     # ------------------------------------------------------------------------------------------

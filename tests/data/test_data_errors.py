@@ -115,6 +115,8 @@ def test_unknown_split_and_option(data_dir):
         get_task("axb", data_dir=data_dir).load("train")
     with pytest.raises(TypeError):
         get_task("cb", data_dir=data_dir, prefx=False)
+    with pytest.raises(ValueError, match="test_fraction must be in"):
+        get_task("cb", data_dir=data_dir, test_fraction=1.5)
     with pytest.raises(ValueError, match="on_error"):
         get_task("cb", data_dir=data_dir, on_error="ignore")
 
@@ -137,6 +139,8 @@ def test_user_spec_errors(tmp_path):
         load_task_spec({**spec, "metric": "f1"}, register=False)
     with pytest.raises(FileNotFoundError, match="missing.jsonl: not found"):
         load_task_spec({**spec, "train": str(tmp_path / "missing.jsonl")}, register=False)
+    with pytest.raises(ValueError, match="needs a validation split"):
+        load_task_spec(spec, register=False).with_options(test_fraction=0.5)  # it has a train file only
     (tmp_path / "bad.yaml").write_text("name: [unclosed\n")
     with pytest.raises(ValueError, match="bad.yaml: not valid YAML"):
         load_task_spec(tmp_path / "bad.yaml")
