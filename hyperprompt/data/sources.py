@@ -94,7 +94,7 @@ def iter_delimited(
     path = Path(path)
     _check_not_empty(path)
     with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
+        reader = csv.reader(f, delimiter=delimiter, quoting=quoting, strict=True)
         header = columns
         previous_end = 0
         while True:
@@ -102,9 +102,8 @@ def iter_delimited(
                 row = next(reader)
             except StopIteration:
                 break
-            except csv.Error as e:  # e.g. an unterminated quote in a quoted CSV
-                yield reader.line_num, Malformed(f"unreadable row ({e})")
-                break
+            except csv.Error as e:  # an unterminated quote, a huge field: the rest cannot be read
+                raise DataFormatError(path, reader.line_num, f"unreadable row, stopping here ({e})") from None
             start, previous_end = previous_end + 1, reader.line_num
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue

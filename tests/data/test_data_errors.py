@@ -154,3 +154,11 @@ def test_malformed_csv_row_names_its_line(tmp_path):
         load_task_spec(spec, register=False).load("train")
     task = load_task_spec(spec, register=False, on_error="skip")
     assert [ex["inputs"] for ex in task.load("train")] == ["multi\nline", "ok"] and task.skipped["train"] == 1
+
+
+def test_unterminated_quote_in_csv_stops_with_an_error_even_when_skipping(tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text('text,label\n"ok",y\n"never closed,y\n"lost",y\n')
+    spec = {"name": "user/q", "train": str(data), "input_template": "{text}", "target_field": "label"}
+    with pytest.raises(DataFormatError, match=r"data.csv:\d+: unreadable row"):
+        load_task_spec(spec, register=False, on_error="skip").load("train")
