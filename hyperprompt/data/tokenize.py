@@ -125,10 +125,14 @@ def splits_at_whitespace(tokenizer: Any) -> bool:
 
 
 def _head(text: str, budget: int) -> str:
-    """``text`` cut before the last whitespace within its first ``budget`` characters."""
+    """``text`` cut before the last run of spaces within its first ``budget`` characters, so that the
+    head ends with a whole word (a cut inside a run of spaces would differ after space-collapsing
+    normalisers such as T5's)."""
     if len(text) <= budget:
         return text
-    cut = max(text.rfind(space, 0, budget) for space in (" ", "\t", "\n"))
+    cut = text.rfind(" ", 0, budget)
+    while cut > 0 and text[cut - 1].isspace():
+        cut -= 1
     return text[:cut] if cut > 0 else text
 
 

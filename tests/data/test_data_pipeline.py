@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from tokenizers import Regex, Tokenizer, normalizers
+from transformers import PreTrainedTokenizerFast
 
 from hyperprompt.data import (
     Mixture,
@@ -86,8 +88,12 @@ def test_byt5_fast_path_equals_the_tokenizer(data_dir, byt5):
 @pytest.mark.parametrize("max_length", [16, 100, 512])
 def test_cutting_long_texts_before_tokenising_changes_nothing(data_dir, byt5, small_tokenizer, max_length):
     texts = [ex["inputs"] for ex in get_task("multirc", data_dir=data_dir).load("validation")[:400]]
-    texts += ["word " * 600, "x" * 3000, "tab\tseparated " * 300, ""]
-    for tokenizer in (small_tokenizer, byt5):
+    texts += ["word " * 600, "x" * 3000, "tab\tseparated " * 300, "two  spaces   three " * 200, ""]
+    # Also with T5's normaliser, which collapses runs of spaces.
+    backend = Tokenizer.from_str(small_tokenizer.backend_tokenizer.to_str())
+    backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
+    t5_like = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>")
+    for tokenizer in (small_tokenizer, t5_like, byt5):
         assert splits_at_whitespace(tokenizer)
         cut, n_cut = _encode(tokenizer, texts, max_length)
         full, n_full = _encode(tokenizer, texts, max_length, cut_long_texts=False)
