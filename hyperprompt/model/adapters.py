@@ -1,0 +1,204 @@
+"""Adapters (Houlsby et al., 2019), multi-task: per-task bottleneck adapters after T5's sublayers.
+
+In every block of the encoder and the decoder, an adapter rewrites the output of the self-attention
+sublayer and of the feed-forward sublayer, before T5's dropout and residual add (the placement of
+the HyperFormer code base, which the HyperPrompt paper's adapter numbers come from)::
+
+    A_tau(x) = x + U_tau act(D_tau x + b_D) + b_U        D: d_model -> r,  U: r -> d_model
+    h = h + Dropout(A_tau(SelfAttention(LN(h))))          h = h + Dropout(A_tau(FF(LN(h))))
+
+Decoder cross-attention gets no adapter (Houlsby's two adapters per layer; HyperFormer does the same).
+``U`` and ``D`` start small (std 1e-2), so an adapter starts near the identity.
+
+Routing: T5's feed-forward sublayer receives no keyword arguments, but ``T5Block.forward`` does. A
+forward pre-hook on each block reads ``adapter_state`` / ``adapter_row_index`` (the kwargs returned by
+``conditioning_inputs``) and hands them to the block's two adapted modules, whose forward hooks apply
+the adapter; a forward hook on the block clears them. ``adapter_row_index`` is a tensor kwarg, so
+``generate`` repeats it for beams like ``prompt_row_index``. :class:`AdapterState` and the hooks are
+shared with HyperFormer++ (``hyperformer.py``), which generates the same adapters with a hypernetwork.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.activations import ACT2FN
+
+from hyperprompt.model.base import MultiTaskT5
+from hyperprompt.model.config import MethodConfig
+from hyperprompt.model.params import ADDED_PARAMETER_FORMULAS, BackboneShape
+
+STACKS = ("encoder", "decoder")
+#: where adapters sit in a block, in table order
+ADAPTER_POSITIONS = ("attention", "feed_forward")
+
+
+@dataclass
+class AdapterConfig(MethodConfig):
+    """Per-task Houlsby adapters after the self-attention and feed-forward sublayers.
+
+    Attributes:
+        bottleneck_dim: r, the adapter bottleneck. ``None`` means d_model // 32 (HyperFormer's reduction
+            factor 32: 24 at T5-Base), at least 1.
+        activation: the bottleneck non-linearity, any name in ``transformers.activations.ACT2FN``
+            (HyperFormer's T5 configs use ``gelu_new``).
+        init_std: std of the adapter weights at initialisation (biases start at 0); small, so each
+            adapter starts near the identity (Houlsby: 1e-2).
+    """
+
+    bottleneck_dim: int | None = None
+    activation: str = "gelu_new"
+    init_std: float = 1e-2
+
+    method: ClassVar[str] = "adapter"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_adapter_fields(self)
+
+    def resolved_bottleneck(self, d_model: int) -> int:
+        return self.bottleneck_dim if self.bottleneck_dim is not None else max(1, d_model // 32)
+
+
+def check_adapter_fields(config: Any) -> None:
+    """Validate the fields adapter methods share (``bottleneck_dim``, ``activation``)."""
+    if config.bottleneck_dim is not None and config.bottleneck_dim < 1:
+        raise ValueError(f"bottleneck_dim={config.bottleneck_dim!r} must be a positive integer or null.")
+    if config.activation not in ACT2FN:
+        raise ValueError(f"activation={config.activation!r} is not known; choose one of {', '.join(sorted(ACT2FN))}.")
+
+
+class AdapterState:
+    """The per-forward adapters that travel to the hooks as the ``adapter_state`` kwarg.
+
+    Attributes:
+        tables: ``{stack: {name: tensor [R, M, P, ...]}}`` for R table rows, M layers, P = 2 positions:
+            ``down_weight`` [.., r, d], ``down_bias`` [.., r], ``up_weight`` [.., d, r], ``up_bias`` [.., d],
+            and optionally ``norm_weight``, ``norm_bias`` [.., d] (a layer norm on the adapter's
+            output, before the residual: HyperFormer++'s conditional layer norm).
+        activation: the bottleneck non-linearity.
+    """
+
+    def __init__(self, tables: dict[str, dict[str, torch.Tensor]], activation: str):
+        self.tables = tables
+        self.activation = ACT2FN[activation]
+
+    def apply(self, slot: tuple[str, int, int], x: torch.Tensor, row_index: torch.Tensor | None) -> torch.Tensor:
+        """The adapter of ``slot = (stack, layer, position)`` on x [B, n, d], row b using table row
+        ``row_index[b]``. Returns [B, n, d]."""
+        table = self.tables.get(slot[0])
+        if table is None:
+            return x
+        _, layer, position = slot
+        weights = {}
+        for name, tensor in table.items():
+            tensor = tensor[:, layer, position]
+            if row_index is not None:
+                tensor = tensor.index_select(0, row_index)
+            elif tensor.shape[0] == 1:
+                tensor = tensor.expand(x.shape[0], *tensor.shape[1:])
+            else:
+                raise ValueError("adapter_row_index is required when the adapter table has several rows.")
+            weights[name] = tensor.to(x.dtype)
+        hidden = torch.baddbmm(weights["down_bias"][:, None], x, weights["down_weight"].transpose(1, 2))
+        out = torch.baddbmm(weights["up_bias"][:, None], self.activation(hidden), weights["up_weight"].transpose(1, 2))
+        if "norm_weight" in weights:
+            out = F.layer_norm(out, out.shape[-1:]) * weights["norm_weight"][:, None] + weights["norm_bias"][:, None]
+        return x + out
+
+
+def _adapted_modules(block: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """A T5 block's self-attention module and its feed-forward module (``DenseReluDense``)."""
+    return block.layer[0].SelfAttention, block.layer[-1].DenseReluDense
+
+
+def _hand_over_adapter_inputs(block: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+    state = kwargs.get("adapter_state")
+    inputs = None if state is None else (state, kwargs.get("adapter_row_index"))
+    for module in _adapted_modules(block):
+        module._adapter_inputs = inputs
+
+
+def _clear_adapter_inputs(block: nn.Module, args: tuple, output: Any) -> None:
+    for module in _adapted_modules(block):
+        module._adapter_inputs = None
+
+
+def _adapt_output(module: nn.Module, args: tuple, output: Any) -> Any:
+    inputs = getattr(module, "_adapter_inputs", None)
+    if inputs is None:
+        return None
+    state, rows = inputs
+    if isinstance(output, tuple):  # T5Attention: (output, position_bias, weights)
+        return (state.apply(module._adapter_slot, output[0], rows), *output[1:])
+    return state.apply(module._adapter_slot, output, rows)
+
+
+def install_adapter_hooks(base: nn.Module) -> None:
+    """Hook every encoder and decoder block of ``base`` so that an ``adapter_state`` kwarg adapts its
+    self-attention and feed-forward outputs (idempotent; without the kwarg the hooks do nothing)."""
+    for stack in STACKS:
+        for layer, block in enumerate(getattr(base, stack).block):
+            if getattr(block, "_adapter_hooks_installed", False):
+                continue
+            for position, module in enumerate(_adapted_modules(block)):
+                module._adapter_slot = (stack, layer, position)
+                module._adapter_inputs = None
+                module.register_forward_hook(_adapt_output)
+            block.register_forward_pre_hook(_hand_over_adapter_inputs, with_kwargs=True)
+            block.register_forward_hook(_clear_adapter_inputs)
+            block._adapter_hooks_installed = True
+
+
+class AdapterModel(MultiTaskT5):
+    """A T5 with a Houlsby adapter per task after every self-attention and feed-forward sublayer.
+
+    Parameters per stack (M layers, P = 2 positions, T tasks): ``down_weight`` [T, M, P, r, d],
+    ``down_bias`` [T, M, P, r], ``up_weight`` [T, M, P, d, r], ``up_bias`` [T, M, P, d]. Row tau is
+    task tau's; each example gathers its task's adapters (no per-task loop).
+    """
+
+    config_class = AdapterConfig
+    config: AdapterConfig
+
+    def build(self) -> None:
+        cfg = self.base.config
+        T, d, r = self.config.num_tasks, cfg.d_model, self.config.resolved_bottleneck(cfg.d_model)
+        P = len(ADAPTER_POSITIONS)
+        self.adapters = nn.ModuleDict()
+        for stack in STACKS:
+            M = len(getattr(self.base, stack).block)
+            self.adapters[stack] = nn.ParameterDict({
+                "down_weight": nn.Parameter(torch.empty(T, M, P, r, d)),
+                "down_bias": nn.Parameter(torch.zeros(T, M, P, r)),
+                "up_weight": nn.Parameter(torch.empty(T, M, P, d, r)),
+                "up_bias": nn.Parameter(torch.zeros(T, M, P, d)),
+            })
+        for params in self.adapters.values():
+            nn.init.normal_(params["down_weight"], std=self.config.init_std)
+            nn.init.normal_(params["up_weight"], std=self.config.init_std)
+        install_adapter_hooks(self.base)
+        self.adapters.to(device=next(self.base.parameters()).device)
+
+    def per_task_parameters(self) -> dict[str, nn.Parameter]:
+        """Parameters whose first dimension indexes tasks: only task tau's loss may update row tau."""
+        return {f"adapters.{stack}.{name}": p for stack, params in self.adapters.items() for name, p in params.items()}
+
+    def conditioning_inputs(self, task_ids: torch.Tensor, inputs: dict[str, Any]) -> dict[str, Any]:
+        tables = {stack: dict(params.items()) for stack, params in self.adapters.items()}
+        return {**inputs, "adapter_state": AdapterState(tables, self.config.activation), "adapter_row_index": task_ids}
+
+
+def adapter_added_parameters(config: AdapterConfig, shape: BackboneShape) -> int:
+    """``T · (M_enc + M_dec) · 2 · (2·r·d + r + d)``: two adapters per layer, per task."""
+    d = shape.d_model
+    r = config.resolved_bottleneck(d)
+    layers = shape.num_encoder_layers + shape.num_decoder_layers
+    return config.num_tasks * layers * len(ADAPTER_POSITIONS) * (2 * r * d + r + d)
+
+
+ADDED_PARAMETER_FORMULAS["adapter"] = adapter_added_parameters

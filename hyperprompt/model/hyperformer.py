@@ -1,0 +1,211 @@
+"""HyperFormer++ (Karimi Mahabadi et al., ACL 2021): one hypernetwork generates every layer's adapters.
+
+Adapters sit where :mod:`hyperprompt.model.adapters` puts them (after each self-attention and
+feed-forward sublayer, encoder and decoder). Their weights are generated, following the authors'
+code (``AdapterLayersOneHyperNetController``, ``efficient_unique_hyper_net``)::
+
+    k_tau = h_p(e_tau)                                    task projector: t_in -> e -> t (ReLU MLP)
+    I = LayerNorm(h_m([k_tau ; z_layer ; z_position]))    mixer: 3t -> e -> t (ReLU MLP)
+    D = W_D I + c_D  -> [r, d] weight and [r] bias        U = W_U I + c_U  -> [d, r] weight and [d] bias
+    gamma, beta = W_g I + c_g, W_b I + c_b  -> [d] each   (conditional layer norm on the adapter output)
+    A(x) = x + gamma * LN(U act(D x)) + beta
+
+Task embeddings ``e_tau`` and the task projector are shared by both stacks; each stack (encoder,
+decoder) has its own layer embeddings, position embeddings (attention / feed-forward), mixer and
+generators -- one hypernetwork per stack, as in the authors' code, whose T5Stack owns one.
+Linear layers start as N(0, 1e-2) with zero biases (the authors' ``linear_layer``), embeddings as N(0, 1).
+
+Adapters depend on (task, layer, position) only: training generates them for the distinct tasks of the
+batch; without grad the all-task adapters are cached until a weight changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from hyperprompt.model.adapters import (
+    ADAPTER_POSITIONS,
+    STACKS,
+    AdapterState,
+    check_adapter_fields,
+    install_adapter_hooks,
+)
+from hyperprompt.model.base import MultiTaskT5
+from hyperprompt.model.config import MethodConfig
+from hyperprompt.model.params import ADDED_PARAMETER_FORMULAS, BackboneShape
+
+
+@dataclass
+class HyperFormerConfig(MethodConfig):
+    """HyperFormer++: adapters generated from [task embedding; layer embedding; position embedding].
+
+    Attributes:
+        bottleneck_dim: r of the generated adapters; ``None`` means d_model // 32 (the authors' reduction
+            factor 32), at least 1.
+        activation: adapter non-linearity (``ACT2FN`` name; the authors' configs: ``gelu_new``).
+        task_embedding_dim: size of the learned task embeddings e_tau (authors: 64).
+        projected_task_embedding_dim: t, size of the projected task embedding k_tau, of the layer and
+            position embeddings and of the mixed embedding I that the generators read (authors: 64).
+        task_hidden_dim: e, hidden width of the task projector and of the mixer (authors: 128).
+        conditional_layer_norm: generate a layer norm (gamma, beta) applied to each adapter's output
+            (authors' HyperFormer++ config: on).
+        init_std: std of the hypernetworks' linear weights at initialisation (authors: 1e-2).
+    """
+
+    bottleneck_dim: int | None = None
+    activation: str = "gelu_new"
+    task_embedding_dim: int = 64
+    projected_task_embedding_dim: int = 64
+    task_hidden_dim: int = 128
+    conditional_layer_norm: bool = True
+    init_std: float = 1e-2
+
+    method: ClassVar[str] = "hyperformer++"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_adapter_fields(self)
+        for key in ("task_embedding_dim", "projected_task_embedding_dim", "task_hidden_dim"):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"{key}={getattr(self, key)!r} must be a positive integer.")
+
+    def resolved_bottleneck(self, d_model: int) -> int:
+        return self.bottleneck_dim if self.bottleneck_dim is not None else max(1, d_model // 32)
+
+
+def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, d_out))
+
+
+class AdapterHypernetwork(nn.Module):
+    """One stack's hypernetwork: (projected task embeddings, layer, position) -> that adapter's weights.
+
+    Args:
+        config: the method config; d_model, num_layers: the stack's width and depth.
+    """
+
+    def __init__(self, config: HyperFormerConfig, d_model: int, num_layers: int):
+        super().__init__()
+        t, e = config.projected_task_embedding_dim, config.task_hidden_dim
+        self.d_model, self.bottleneck = d_model, config.resolved_bottleneck(d_model)
+        d, r = self.d_model, self.bottleneck
+        self.layer_embedding = nn.Parameter(torch.empty(num_layers, t))  # z_layer
+        self.position_embedding = nn.Parameter(torch.empty(len(ADAPTER_POSITIONS), t))  # z_position
+        self.mixer = _mlp(3 * t, e, t)
+        self.mixer_norm = nn.LayerNorm(t, eps=1e-6)
+        self.down_generator = nn.Linear(t, r * d + r)  # D weight [r, d] and bias [r]
+        self.up_generator = nn.Linear(t, d * r + d)  # U weight [d, r] and bias [d]
+        self.norm_generator = nn.Linear(t, 2 * d) if config.conditional_layer_norm else None  # gamma, beta
+
+    def forward(self, task_embedding: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Adapters for the R projected task embeddings [R, t] at every layer and position.
+
+        Returns:
+            ``{"down_weight": [R, M, P, r, d], "down_bias": [R, M, P, r], "up_weight": [R, M, P, d, r],
+            "up_bias": [R, M, P, d]}`` plus ``norm_weight``, ``norm_bias`` [R, M, P, d] with the conditional
+            layer norm (the :class:`AdapterState` table layout).
+        """
+        R, M, P = task_embedding.shape[0], self.layer_embedding.shape[0], self.position_embedding.shape[0]
+        d, r = self.d_model, self.bottleneck
+        t = task_embedding.shape[1]
+        joint = torch.cat([
+            task_embedding[:, None, None, :].expand(R, M, P, t),
+            self.layer_embedding[None, :, None, :].expand(R, M, P, t),
+            self.position_embedding[None, None, :, :].expand(R, M, P, t),
+        ], dim=-1)
+        mixed = self.mixer_norm(self.mixer(joint))  # I: [R, M, P, t]
+        down = self.down_generator(mixed)
+        up = self.up_generator(mixed)
+        table = {
+            "down_weight": down[..., :r * d].reshape(R, M, P, r, d),
+            "down_bias": down[..., r * d:],
+            "up_weight": up[..., :d * r].reshape(R, M, P, d, r),
+            "up_bias": up[..., d * r:],
+        }
+        if self.norm_generator is not None:
+            table["norm_weight"], table["norm_bias"] = self.norm_generator(mixed).split(d, dim=-1)
+        return table
+
+
+class HyperFormerModel(MultiTaskT5):
+    """A T5 whose per-task adapters (after every self-attention and feed-forward sublayer) are generated
+    by HyperFormer++'s hypernetwork from task, layer and position embeddings."""
+
+    config_class = HyperFormerConfig
+    config: HyperFormerConfig
+
+    def build(self) -> None:
+        cfg = self.config
+        self.task_embedding = nn.Parameter(torch.empty(cfg.num_tasks, cfg.task_embedding_dim))  # e_tau
+        self.task_projector = _mlp(cfg.task_embedding_dim, cfg.task_hidden_dim, cfg.projected_task_embedding_dim)
+        self.hypernetworks = nn.ModuleDict({
+            stack: AdapterHypernetwork(cfg, self.base.config.d_model, len(getattr(self.base, stack).block))
+            for stack in STACKS
+        })
+        self.reset_parameters()
+        install_adapter_hooks(self.base)
+        self._adapter_cache: tuple[tuple, dict[str, dict[str, torch.Tensor]]] | None = None
+        self.to(device=next(self.base.parameters()).device)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The authors' initialisation: linear weights N(0, init_std), biases 0, embeddings N(0, 1)."""
+        nn.init.normal_(self.task_embedding)
+        for module in [self.task_projector, *self.hypernetworks.values()]:
+            for sub in module.modules():
+                if isinstance(sub, nn.Linear):
+                    nn.init.normal_(sub.weight, std=self.config.init_std)
+                    nn.init.zeros_(sub.bias)
+        for hypernetwork in self.hypernetworks.values():
+            nn.init.normal_(hypernetwork.layer_embedding)
+            nn.init.normal_(hypernetwork.position_embedding)
+
+    def per_task_parameters(self) -> dict[str, nn.Parameter]:
+        """Parameters whose first dimension indexes tasks: only task tau's loss may update row tau."""
+        return {"task_embedding": self.task_embedding}
+
+    def generate_adapters(self, tasks: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+        """Adapters of ``tasks`` (LongTensor [R]): ``{stack: {name: [R, M, P, ...]}}``."""
+        projected = self.task_projector(self.task_embedding[tasks])  # k_tau: [R, t]
+        return {stack: hypernetwork(projected) for stack, hypernetwork in self.hypernetworks.items()}
+
+    def adapter_tables(self, task_ids: torch.Tensor) -> tuple[dict[str, dict[str, torch.Tensor]], torch.Tensor]:
+        """Adapter tables and each example's row in them (distinct tasks with grad; cached all tasks without)."""
+        if not torch.is_grad_enabled():
+            key = tuple((p.data_ptr(), p._version, p.dtype) for _, p in self.added_named_parameters())
+            if self._adapter_cache is None or self._adapter_cache[0] != key:
+                all_tasks = torch.arange(self.config.num_tasks, device=task_ids.device)
+                self._adapter_cache = (key, self.generate_adapters(all_tasks))
+            return self._adapter_cache[1], task_ids
+        tasks, rows = torch.unique(task_ids, return_inverse=True)
+        return self.generate_adapters(tasks), rows
+
+    def conditioning_inputs(self, task_ids: torch.Tensor, inputs: dict[str, Any]) -> dict[str, Any]:
+        tables, rows = self.adapter_tables(task_ids)
+        return {**inputs, "adapter_state": AdapterState(tables, self.config.activation), "adapter_row_index": rows}
+
+    def train(self, mode: bool = True) -> HyperFormerModel:
+        self._adapter_cache = None
+        return super().train(mode)
+
+
+def hyperformer_added_parameters(config: HyperFormerConfig, shape: BackboneShape) -> int:
+    """``T·t_in + projector + Σ_stacks [(M + 2)·t + mixer + LN + (t+1)(2rd + r + d) (+ (t+1)·2d)]``."""
+    d, T = shape.d_model, config.num_tasks
+    r = config.resolved_bottleneck(d)
+    t_in, t, e = config.task_embedding_dim, config.projected_task_embedding_dim, config.task_hidden_dim
+    projector = (t_in * e + e) + (e * t + t)
+    mixer = (3 * t * e + e) + (e * t + t) + 2 * t
+    generators = (t + 1) * (r * d + r) + (t + 1) * (d * r + d)
+    if config.conditional_layer_norm:
+        generators += (t + 1) * 2 * d
+    per_stack = [(m + len(ADAPTER_POSITIONS)) * t + mixer + generators
+                 for m in (shape.num_encoder_layers, shape.num_decoder_layers)]
+    return T * t_in + projector + sum(per_stack)
+
+
+ADDED_PARAMETER_FORMULAS["hyperformer++"] = hyperformer_added_parameters

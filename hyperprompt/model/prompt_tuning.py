@@ -1,0 +1,111 @@
+"""Prompt tuning (Lester et al., 2021), multi-task: a learned prompt per task before the input embeddings.
+
+    inputs_embeds = [P_tau ; embed(input_ids)]       P_tau: [l, d_model]
+    attention_mask = [1 ... 1 ; attention_mask]
+
+The prompt goes through the whole encoder like ordinary tokens (T5's relative positions count it);
+the decoder sees it through cross-attention. Unlike HyperPrompt it enters the input only, not every
+self-attention. ``generate`` passes ``inputs_embeds`` and the extended mask to the backbone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from hyperprompt.model.base import MultiTaskT5
+from hyperprompt.model.config import MethodConfig, _check_choice
+from hyperprompt.model.params import ADDED_PARAMETER_FORMULAS, BackboneShape
+
+PROMPT_INITS = ("vocab", "uniform")
+
+
+@dataclass
+class PromptTuningConfig(MethodConfig):
+    """A learned soft prompt per task, prepended to the encoder's input embeddings.
+
+    Attributes:
+        prompt_length: l, prompt tokens per task (Lester et al.: 100 for their best results; 20 is close
+            at large scales). Each one lengthens every encoder input.
+        init: ``vocab`` -- copy embedding rows of token ids drawn uniformly from the ``vocab_init_size``
+            first (most frequent, in SentencePiece order) ids, Lester's "sampled vocab"; or ``uniform`` in
+            [-uniform_init_range, uniform_init_range], Lester's "random uniform".
+        vocab_init_size: how many of the first vocabulary ids ``vocab`` init samples from (Lester: 5000).
+        uniform_init_range: half-width of the ``uniform`` init (Lester: 0.5).
+    """
+
+    prompt_length: int = 100
+    init: str = "vocab"
+    vocab_init_size: int = 5000
+    uniform_init_range: float = 0.5
+
+    method: ClassVar[str] = "prompt-tuning"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_choice("init", self.init, PROMPT_INITS)
+        for key in ("prompt_length", "vocab_init_size"):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"{key}={getattr(self, key)!r} must be a positive integer.")
+
+
+class PromptTuningModel(MultiTaskT5):
+    """A T5 with a soft prompt per task before the encoder input.
+
+    Attributes:
+        prompts: [T, l, d_model], row tau is task tau's prompt.
+    """
+
+    config_class = PromptTuningConfig
+    config: PromptTuningConfig
+
+    def build(self) -> None:
+        cfg = self.config
+        embedding = self.base.get_input_embeddings().weight
+        self.prompts = nn.Parameter(torch.empty(cfg.num_tasks, cfg.prompt_length, embedding.shape[1],
+                                                device=embedding.device, dtype=embedding.dtype))
+        with torch.no_grad():
+            if cfg.init == "vocab":
+                high = min(cfg.vocab_init_size, embedding.shape[0])
+                ids = torch.randint(0, high, (cfg.num_tasks, cfg.prompt_length), device=embedding.device)
+                self.prompts.copy_(embedding[ids])
+            else:
+                nn.init.uniform_(self.prompts, -cfg.uniform_init_range, cfg.uniform_init_range)
+
+    def per_task_parameters(self) -> dict[str, nn.Parameter]:
+        """Parameters whose first dimension indexes tasks: only task tau's loss may update row tau."""
+        return {"prompts": self.prompts}
+
+    def conditioning_inputs(self, task_ids: torch.Tensor, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Replace ``input_ids`` [B, S] by ``inputs_embeds`` [B, l + S, d] and extend ``attention_mask``
+        to [B, l + S]. Given ``encoder_outputs``, the encoder already ran (conditioned, with the extended
+        mask): the inputs pass unchanged."""
+        if inputs.get("encoder_outputs") is not None:
+            return inputs
+        inputs = dict(inputs)
+        input_ids = inputs.pop("input_ids", None)
+        embeds = inputs.get("inputs_embeds")
+        if embeds is None:
+            if input_ids is None:
+                raise ValueError("prompt tuning needs the encoder input: pass input_ids (or inputs_embeds).")
+            embeds = self.base.get_input_embeddings()(input_ids)
+        prompt = self.prompts.index_select(0, task_ids).to(embeds.dtype)  # [B, l, d]
+        batch, length = embeds.shape[:2]
+        mask = inputs.get("attention_mask")
+        if mask is None:
+            mask = torch.ones(batch, length, dtype=torch.long, device=embeds.device)
+        prompt_mask = torch.ones(batch, prompt.shape[1], dtype=mask.dtype, device=mask.device)
+        inputs["inputs_embeds"] = torch.cat([prompt, embeds], dim=1)
+        inputs["attention_mask"] = torch.cat([prompt_mask, mask], dim=1)
+        return inputs
+
+
+def prompt_tuning_added_parameters(config: PromptTuningConfig, shape: BackboneShape) -> int:
+    """``T · l · d_model``."""
+    return config.num_tasks * config.prompt_length * shape.d_model
+
+
+ADDED_PARAMETER_FORMULAS["prompt-tuning"] = prompt_tuning_added_parameters

@@ -1,0 +1,359 @@
+"""The baselines behind the MultiTaskT5 interface: routing, isolation, save/load, generation, parameter counts,
+and each method's computation against an independent naive one."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import T5ForConditionalGeneration
+from transformers.activations import ACT2FN
+
+from hyperprompt.cli.main import main as cli_main
+from hyperprompt.model import (
+    AdapterModel,
+    HyperFormerModel,
+    MethodConfig,
+    MultiTaskT5,
+    PrefixTuningModel,
+    PromptTuningModel,
+)
+from hyperprompt.model.hyperprompt import PromptState
+from hyperprompt.model.params import ADDED_PARAMETER_FORMULAS, BackboneShape, added_parameters
+from hyperprompt.model.presets import t5_config
+
+TASKS = ["alpha", "beta", "gamma"]
+BASELINES = ["mtl", "prompt-tuning", "prefix-tuning", "adapter", "hyperformer++"]
+ALL_METHODS = [*BASELINES, "hyperprompt-share", "hyperprompt-sep", "hyperprompt-global"]
+SMALL = {  # short prompts keep the tests fast; everything else at its default
+    "prompt-tuning": {"prompt_length": 3},
+    "prefix-tuning": {"encoder_prompt_length": 3, "decoder_prompt_length": 2},
+    "hyperprompt-share": {"encoder_prompt_length": 3, "decoder_prompt_length": 2},
+    "hyperprompt-sep": {"encoder_prompt_length": 3, "decoder_prompt_length": 2},
+    "hyperprompt-global": {"encoder_prompt_length": 3, "decoder_prompt_length": 2},
+}
+
+
+def tiny_base(**overrides) -> T5ForConditionalGeneration:
+    overrides.setdefault("dropout_rate", 0.0)
+    return T5ForConditionalGeneration(t5_config("t5-tiny", **overrides))
+
+
+def make_model(method: str, base=None, **settings) -> MultiTaskT5:
+    base = base if base is not None else tiny_base()
+    config = MethodConfig.from_dict({"method": method, "task_names": TASKS, **SMALL.get(method, {}), **settings})
+    return MultiTaskT5.registry[method].from_base(base, config)
+
+
+def batch(batch_size: int = 4, length: int = 9, target: int = 5):
+    input_ids = torch.randint(3, 384, (batch_size, length))
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[0, length - 3:] = 0  # right padding
+    input_ids[0, length - 3:] = 0
+    labels = torch.randint(3, 384, (batch_size, target))
+    return input_ids, attention_mask, labels
+
+
+# --- one interface ------------------------------------------------------------------------------
+
+def test_every_method_is_registered_and_reported_by_params(capsys):
+    for method in ALL_METHODS:
+        assert method in MethodConfig.registry and method in MultiTaskT5.registry
+        assert method in ADDED_PARAMETER_FORMULAS
+    args = ["params", "--model", "t5-base", "--json"] + [f"--method={m}" for m in ALL_METHODS]
+    assert cli_main(args) == 0
+    rows = {row["method"]: row for row in json.loads(capsys.readouterr().out)["rows"]}
+    assert set(rows) == set(ALL_METHODS)
+    assert rows["mtl"]["added_parameters"] == 0
+    for method in ALL_METHODS[1:]:
+        assert 0 < rows[method]["added_percent"] < 100
+
+
+@pytest.mark.parametrize("method", BASELINES)
+def test_forward_backward_on_mixed_batch(method):
+    base = tiny_base()
+    plain = copy.deepcopy(base)
+    model = make_model(method, base)
+    ids, mask, labels = batch(batch_size=5)
+    task_ids = torch.tensor([0, 2, 1, 0, 2])
+    out = model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    for name, parameter in model.added_named_parameters():  # every added weight is used
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+    with torch.no_grad():
+        reference = plain(input_ids=ids, attention_mask=mask, labels=labels).logits
+        with model.conditioning_disabled():
+            disabled = model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).logits
+        for task in range(3):  # a mixed batch == each task's rows alone
+            rows = (task_ids == task).nonzero().flatten()
+            alone = model(input_ids=ids[rows], attention_mask=mask[rows], labels=labels[rows],
+                          task_ids=task_ids[rows]).logits
+            assert (out.logits[rows] - alone).abs().max() <= 1e-5
+    assert (disabled - reference).abs().max() <= 1e-6
+    changed = (out.logits.detach() - reference).abs().max() > 1e-4
+    assert changed == (method != "mtl")
+
+
+@pytest.mark.parametrize("method", BASELINES[1:])
+def test_gradient_isolation(method):
+    model = make_model(method)
+    ids, mask, labels = batch()
+    task = 1
+    model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=torch.full((4,), task)).loss.backward()
+    per_task = model.per_task_parameters()
+    expected = {"prompt-tuning": {"prompts"},
+                "prefix-tuning": {"prefixes.encoder", "prefixes.decoder"},
+                "adapter": {f"adapters.{s}.{n}" for s in ("encoder", "decoder")
+                            for n in ("down_weight", "down_bias", "up_weight", "up_bias")},
+                "hyperformer++": {"task_embedding"}}[method]
+    assert set(per_task) == expected
+    for name, parameter in per_task.items():
+        assert parameter.shape[0] == len(TASKS)
+        for other in range(len(TASKS)):
+            if other != task:
+                assert torch.count_nonzero(parameter.grad[other]) == 0, f"{name}[{other}] got gradient"
+        assert parameter.grad[task].abs().sum() > 0, f"{name}[{task}] got no gradient"
+
+
+@pytest.mark.parametrize("method", BASELINES)
+@pytest.mark.parametrize("freeze", [False, True])
+def test_save_load_round_trip(tmp_path, method, freeze):
+    model = make_model(method, freeze_backbone=freeze).eval()
+    ids, mask, labels = batch()
+    task_ids = torch.tensor([2, 1, 0, 1])
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).logits
+    model.save_pretrained(tmp_path / "saved")
+    loaded = MultiTaskT5.from_pretrained(tmp_path / "saved").eval()
+    assert type(loaded) is type(model) and loaded.config == model.config
+    assert json.loads((tmp_path / "saved" / "method_config.json").read_text())["method"] == method
+    with torch.no_grad():
+        got = loaded(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).logits
+    assert torch.equal(got, expected)
+    trainable = {n for n, p in loaded.named_parameters() if p.requires_grad}
+    assert {n for n in trainable if not n.startswith("base.")} == {n for n, _ in loaded.added_named_parameters()}
+    assert any(n.startswith("base.") for n in trainable) != freeze
+
+
+@pytest.mark.parametrize("method", BASELINES)
+def test_generate_with_task_ids(method):
+    model = make_model(method).eval()
+    ids, mask, _ = batch(batch_size=3)
+    task_ids = torch.tensor([2, 0, 1])
+    greedy = model.generate(input_ids=ids, attention_mask=mask, task_ids=task_ids, max_new_tokens=4,
+                            min_new_tokens=4, do_sample=False)
+    no_cache = model.generate(input_ids=ids, attention_mask=mask, task_ids=task_ids, max_new_tokens=4,
+                              min_new_tokens=4, do_sample=False, use_cache=False)
+    assert torch.equal(greedy, no_cache)
+    with torch.no_grad():  # greedy tokens are the teacher-forced argmax
+        logits = model(input_ids=ids, attention_mask=mask, decoder_input_ids=greedy[:, :-1], task_ids=task_ids).logits
+    assert torch.equal(logits.argmax(-1), greedy[:, 1:])
+    beams = model.generate(input_ids=ids, attention_mask=mask, task_ids=["gamma", "alpha", "beta"], max_new_tokens=3,
+                           num_beams=2, num_return_sequences=2, do_sample=False)
+    assert beams.shape[0] == 6
+    for row in range(3):  # each example's beams follow its own task
+        alone = model.generate(input_ids=ids[row:row + 1], attention_mask=mask[row:row + 1],
+                               task_ids=task_ids[row:row + 1], max_new_tokens=3, num_beams=2,
+                               num_return_sequences=2, do_sample=False)
+        assert torch.equal(beams[2 * row:2 * row + 2, :alone.shape[1]], alone)
+
+
+# --- parameter accounting -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("method,settings", [
+    ("mtl", {}),
+    ("prompt-tuning", {"prompt_length": 7}),
+    ("prefix-tuning", {}),
+    ("prefix-tuning", {"apply_to": "encoder"}),
+    ("prefix-tuning", {"apply_to": "decoder", "reparameterize": True, "reparameterization_hidden_dim": 11}),
+    ("prefix-tuning", {"reparameterize": True, "reparameterization_hidden_dim": 11}),
+    ("adapter", {}),
+    ("adapter", {"bottleneck_dim": 5}),
+    ("hyperformer++", {}),
+    ("hyperformer++", {"conditional_layer_norm": False, "bottleneck_dim": 3, "task_embedding_dim": 6,
+                       "projected_task_embedding_dim": 5, "task_hidden_dim": 7}),
+])
+def test_parameter_formula_matches_modules(method, settings):
+    base = T5ForConditionalGeneration(t5_config("t5-tiny", d_kv=24, num_decoder_layers=3))  # h*d_kv != d_model
+    model = make_model(method, base, **settings)
+    counted = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("base."))
+    assert model.num_added_parameters() == counted
+    assert added_parameters(model.config, BackboneShape.from_config(base.config)) == counted
+
+
+# --- each method against a naive computation ----------------------------------------------------
+
+def test_prompt_tuning_equals_prompt_prepended_to_embeddings():
+    model = make_model("prompt-tuning", prompt_length=4).eval()
+    assert isinstance(model, PromptTuningModel) and model.prompts.shape == (3, 4, 64)
+    ids, mask, labels = batch()
+    task_ids = torch.tensor([1, 0, 2, 1])
+    with torch.no_grad():
+        got = model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).logits
+        embeds = torch.cat([model.prompts[task_ids], model.base.shared(ids)], dim=1)
+        full_mask = torch.cat([torch.ones(4, 4, dtype=mask.dtype), mask], dim=1)
+        expected = model.base(inputs_embeds=embeds, attention_mask=full_mask, labels=labels).logits
+    assert torch.equal(got, expected)
+
+
+def test_prompt_tuning_vocab_init_copies_embedding_rows():
+    model = make_model("prompt-tuning", prompt_length=5, vocab_init_size=50)
+    rows = model.base.shared.weight[:50]
+    for prompt in model.prompts.reshape(-1, 64):
+        assert (rows == prompt).all(dim=1).any()
+    uniform = make_model("prompt-tuning", init="uniform", uniform_init_range=0.25)
+    assert uniform.prompts.abs().max() <= 0.25
+
+
+@pytest.mark.parametrize("reparameterize", [False, True])
+def test_prefix_tuning_delivers_each_tasks_prefixes(reparameterize):
+    model = make_model("prefix-tuning", reparameterize=reparameterize, reparameterization_hidden_dim=8)
+    assert isinstance(model, PrefixTuningModel)
+    task_ids = torch.tensor([2, 0, 2])
+    inputs = model.conditioning_inputs(task_ids, {})
+    state: PromptState = inputs["prompt_state"]
+    h, d_kv = 4, 16
+    for stack, length in (("encoder", 3), ("decoder", 2)):
+        for layer in range(2):
+            keys, values = state.layer_prompts((stack, layer), inputs["prompt_row_index"], 3)
+            assert keys.shape == (3, h, length, d_kv)
+            for row, task in enumerate(task_ids.tolist()):
+                if reparameterize:  # Li & Liang: one MLP maps P'_tau to every layer's keys and values
+                    mlp = model.reparameterization[stack]
+                    out = mlp[2](torch.tanh(mlp[0](model.prompts[stack][task])))  # [l, M * 2 * h * d_kv]
+                    expected = out.reshape(length, 2, 2, h, d_kv)[:, layer].permute(1, 2, 0, 3)  # [2, h, l, d_kv]
+                else:
+                    expected = model.prefixes[stack][task, layer]
+                assert torch.allclose(keys[row], expected[0], atol=1e-6)
+                assert torch.allclose(values[row], expected[1], atol=1e-6)
+
+
+def test_prefix_tuning_reaches_decoder_position_zero_and_apply_to():
+    model = make_model("prefix-tuning").eval()
+    ids, mask, labels = batch()
+    task_ids = torch.zeros(4, dtype=torch.long)
+    with torch.no_grad():
+        before = model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).logits[:, 0]
+        model.prefixes["decoder"][0].add_(1.0)
+        after = model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).logits[:, 0]
+    assert (after - before).abs().max() > 1e-4
+    assert set(make_model("prefix-tuning", apply_to="encoder").prefixes) == {"encoder"}
+
+
+def naive_adapter_weights(model, task: int, stack: str, layer: int, position: int) -> dict[str, torch.Tensor]:
+    """One adapter's weights, read (adapter) or generated with plain ops (hyperformer++)."""
+    if isinstance(model, AdapterModel):
+        return {name: p[task, layer, position] for name, p in model.adapters[stack].items()}
+    net = model.hypernetworks[stack]
+    k = model.task_projector(model.task_embedding[task])
+    joint = torch.cat([k, net.layer_embedding[layer], net.position_embedding[position]])
+    hidden = torch.relu(joint @ net.mixer[0].weight.T + net.mixer[0].bias) @ net.mixer[2].weight.T + net.mixer[2].bias
+    mixed = F.layer_norm(hidden, hidden.shape, net.mixer_norm.weight, net.mixer_norm.bias, eps=1e-6)
+    d, r = net.d_model, net.bottleneck
+    down = net.down_generator.weight @ mixed + net.down_generator.bias
+    up = net.up_generator.weight @ mixed + net.up_generator.bias
+    weights = {"down_weight": down[:r * d].reshape(r, d), "down_bias": down[r * d:],
+               "up_weight": up[:d * r].reshape(d, r), "up_bias": up[d * r:]}
+    if net.norm_generator is not None:
+        norm = net.norm_generator.weight @ mixed + net.norm_generator.bias
+        weights["norm_weight"], weights["norm_bias"] = norm[:d], norm[d:]
+    return weights
+
+
+def naive_adapter(x: torch.Tensor, weights: dict[str, torch.Tensor], activation: str) -> torch.Tensor:
+    """x + U act(D x + b_D) + b_U (then gamma * LN(.) + beta on the adapter output, if generated)."""
+    out = ACT2FN[activation](x @ weights["down_weight"].T + weights["down_bias"]) @ weights["up_weight"].T
+    out = out + weights["up_bias"]
+    if "norm_weight" in weights:
+        out = F.layer_norm(out, out.shape[-1:]) * weights["norm_weight"] + weights["norm_bias"]
+    return x + out
+
+
+@pytest.mark.parametrize("method", ["adapter", "hyperformer++"])
+def test_adapters_match_naive_sublayers(method):
+    model = make_model(method).eval()
+    if method == "adapter":  # move the adapters away from the identity
+        for params in model.adapters.values():
+            for p in params.values():
+                p.data.normal_(std=0.3)
+    ids, mask, labels = batch()
+    task_ids = torch.tensor([2, 0, 1, 2])
+    captured = {}
+
+    def capture(name):
+        return lambda module, args, output: captured.update({name: (args[0], output)})
+
+    for name, module in (("encoder_ff", model.base.encoder.block[1].layer[-1]),
+                         ("decoder_ff", model.base.decoder.block[0].layer[-1]),
+                         ("encoder_attention", model.base.encoder.block[0].layer[0])):
+        module.register_forward_hook(capture(name))
+    with torch.no_grad():
+        with model.conditioning_disabled():  # encoder layer 0 sees the same input with and without adapters
+            model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids)
+        x, output = captured["encoder_attention"]
+        plain_attention = output[0] - x  # SelfAttention(LN(x)) before the residual
+        model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids)
+        checks = [("encoder_attention", "encoder", 0, 0), ("encoder_ff", "encoder", 1, 1), ("decoder_ff", "decoder", 0, 1)]
+        for name, stack, layer, position in checks:
+            x, output = captured[name]
+            if position == 0:
+                sublayer_output, output = plain_attention, output[0]
+            else:
+                ff = getattr(model.base, stack).block[layer].layer[-1]
+                sublayer_output = ff.DenseReluDense(ff.layer_norm(x))  # the hooks are idle outside a block
+            for row, task in enumerate(task_ids.tolist()):
+                weights = naive_adapter_weights(model, task, stack, layer, position)
+                expected = x[row] + naive_adapter(sublayer_output[row], weights, model.config.activation)
+                assert (output[row] - expected).abs().max() <= 1e-5, (name, row)
+
+
+def test_hyperformer_generates_for_distinct_tasks_and_caches_in_eval():
+    model = make_model("hyperformer++")
+    assert isinstance(model, HyperFormerModel)
+    calls = []
+    model.task_projector.register_forward_hook(lambda mod, args, out: calls.append(args[0].shape[0]))
+    ids, mask, labels = batch()
+    model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=torch.tensor([2, 0, 2, 2]))
+    assert calls == [2]
+    model.eval()
+    with torch.no_grad():
+        first = model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=[0, 1, 2, 0]).logits
+        model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=[0, 1, 2, 0])
+        assert calls == [2, 3]  # all tasks once, then cached
+        model.task_embedding.mul_(2.0)  # a weight change drops the cache
+        second = model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=[0, 1, 2, 0]).logits
+    assert calls == [2, 3, 3] and (second - first).abs().max() > 1e-5
+
+
+def test_wrapping_twice_does_not_apply_adapters_twice():
+    base = tiny_base()
+    first = make_model("adapter", base)
+    ids, mask, labels = batch()
+    with torch.no_grad():
+        once = first(input_ids=ids, attention_mask=mask, labels=labels, task_ids=[0, 1, 2, 0]).logits
+        AdapterModel.from_base(base, first.config)
+        again = first(input_ids=ids, attention_mask=mask, labels=labels, task_ids=[0, 1, 2, 0]).logits
+    assert torch.equal(once, again)
+
+
+# --- configuration errors -----------------------------------------------------------------------
+
+def test_bad_settings_give_clear_errors():
+    with pytest.raises(ValueError, match="init='random' is not valid"):
+        MethodConfig.from_dict({"method": "prompt-tuning", "task_names": TASKS, "init": "random"})
+    with pytest.raises(ValueError, match="prompt_length=0 must be a positive integer"):
+        MethodConfig.from_dict({"method": "prompt-tuning", "task_names": TASKS, "prompt_length": 0})
+    with pytest.raises(ValueError, match="apply_to"):
+        MethodConfig.from_dict({"method": "prefix-tuning", "task_names": TASKS, "apply_to": "all"})
+    with pytest.raises(ValueError, match="activation='swishy' is not known"):
+        MethodConfig.from_dict({"method": "adapter", "task_names": TASKS, "activation": "swishy"})
+    with pytest.raises(ValueError, match="bottleneck_dim=0"):
+        MethodConfig.from_dict({"method": "hyperformer++", "task_names": TASKS, "bottleneck_dim": 0})
+    with pytest.raises(ValueError, match="unknown key.*reduction_factor"):
+        MethodConfig.from_dict({"method": "adapter", "task_names": TASKS, "reduction_factor": 16})
+    with pytest.raises(ValueError, match="unknown method 'adapters'"):
+        MethodConfig.from_dict({"method": "adapters", "task_names": TASKS})
