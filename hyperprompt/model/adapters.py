@@ -10,11 +10,11 @@ the HyperFormer code base, which the HyperPrompt paper's adapter numbers come fr
 Decoder cross-attention gets no adapter (Houlsby's two adapters per layer; HyperFormer does the same).
 ``U`` and ``D`` start small (std 1e-2), so an adapter starts near the identity.
 
-Routing: T5's feed-forward sublayer receives no keyword arguments, but ``T5Block.forward`` does. A
-forward pre-hook on each block reads ``adapter_state`` / ``adapter_row_index`` (the kwargs returned by
-``conditioning_inputs``) and hands them to the block's two adapted modules, whose forward hooks apply
-the adapter; a forward hook on the block clears them. ``adapter_row_index`` is a tensor kwarg, so
-``generate`` repeats it for beams like ``prompt_row_index``. :class:`AdapterState` and the hooks are
+Routing: the self-attention module receives the forward kwargs, T5's feed-forward sublayer does not.
+A forward hook on each self-attention reads ``adapter_state`` / ``adapter_row_index`` (the kwargs
+returned by ``conditioning_inputs``), adapts the attention output and hands them on to the same block's
+feed-forward module, whose hook adapts its output and drops them. ``adapter_row_index`` is a tensor
+kwarg, so ``generate`` repeats it for beams like ``prompt_row_index``. :class:`AdapterState` and the hooks are
 shared with HyperFormer++ (``hyperformer.py``), which generates the same adapters with a hypernetwork.
 """
 
@@ -111,47 +111,43 @@ class AdapterState:
         return x + out
 
 
-def _adapted_modules(block: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """A T5 block's self-attention module and its feed-forward module (``DenseReluDense``)."""
-    return block.layer[0].SelfAttention, block.layer[-1].DenseReluDense
-
-
-def _hand_over_adapter_inputs(block: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+def _adapt_attention_output(module: nn.Module, args: tuple, kwargs: dict[str, Any], output: Any) -> Any:
+    """Forward hook of a block's self-attention (which receives the forward kwargs): adapt its output
+    and hand the adapter inputs to the block's feed-forward module, which receives no kwargs."""
     state = kwargs.get("adapter_state")
     inputs = None if state is None else (state, kwargs.get("adapter_row_index"))
-    for module in _adapted_modules(block):
-        module._adapter_inputs = inputs
+    module._adapter_feed_forward[0]._adapter_inputs = inputs
+    if inputs is None:
+        return None
+    attention_output, *rest = output  # T5Attention returns (output, position_bias, weights)
+    return (state.apply(module._adapter_slot, attention_output, inputs[1]), *rest)
 
 
-def _clear_adapter_inputs(block: nn.Module, args: tuple, output: Any) -> None:
-    for module in _adapted_modules(block):
-        module._adapter_inputs = None
-
-
-def _adapt_output(module: nn.Module, args: tuple, output: Any) -> Any:
-    inputs = getattr(module, "_adapter_inputs", None)
+def _adapt_feed_forward_output(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+    inputs, module._adapter_inputs = module._adapter_inputs, None
     if inputs is None:
         return None
     state, rows = inputs
-    if isinstance(output, tuple):  # T5Attention: (output, position_bias, weights)
-        return (state.apply(module._adapter_slot, output[0], rows), *output[1:])
     return state.apply(module._adapter_slot, output, rows)
 
 
 def install_adapter_hooks(base: nn.Module) -> None:
     """Hook every encoder and decoder block of ``base`` so that an ``adapter_state`` kwarg adapts its
-    self-attention and feed-forward outputs (idempotent; without the kwarg the hooks do nothing)."""
+    self-attention and feed-forward outputs (idempotent; without the kwarg the hooks do nothing).
+
+    The hooks sit on modules called *inside* ``T5Block.forward``, so gradient checkpointing (which
+    re-runs ``forward``, not the block's own hooks) recomputes the adapters too."""
     for stack in STACKS:
         for layer, block in enumerate(getattr(base, stack).block):
-            if getattr(block, "_adapter_hooks_installed", False):
+            attention, feed_forward = block.layer[0].SelfAttention, block.layer[-1].DenseReluDense
+            if getattr(attention, "_adapter_slot", None) is not None:
                 continue
-            for position, module in enumerate(_adapted_modules(block)):
-                module._adapter_slot = (stack, layer, position)
-                module._adapter_inputs = None
-                module.register_forward_hook(_adapt_output)
-            block.register_forward_pre_hook(_hand_over_adapter_inputs, with_kwargs=True)
-            block.register_forward_hook(_clear_adapter_inputs)
-            block._adapter_hooks_installed = True
+            attention._adapter_slot = (stack, layer, ADAPTER_POSITIONS.index("attention"))
+            feed_forward._adapter_slot = (stack, layer, ADAPTER_POSITIONS.index("feed_forward"))
+            attention._adapter_feed_forward = (feed_forward,)  # a tuple: not registered as a submodule
+            feed_forward._adapter_inputs = None
+            attention.register_forward_hook(_adapt_attention_output, with_kwargs=True)
+            feed_forward.register_forward_hook(_adapt_feed_forward_output)
 
 
 class AdapterModel(MultiTaskT5):

@@ -106,11 +106,13 @@ def prompted_attention(
         if prompt_state is not None:
             prompt_state.bias_cache[cache_key] = (position_bias, attention_mask, prompt_length, bias)
 
+    observer = None if prompt_state is None else prompt_state.attention_observer
+    if prompts is not None and query.shape[2] == 1 and not output_attentions and observer is None:
+        return _decode_step_attention(query, key, value, prompts, bias, scaling, dropout, module.training), None
     if prompts is not None:
         key = torch.cat([prompts[0].to(key.dtype), key], dim=2)
         value = torch.cat([prompts[1].to(value.dtype), value], dim=2)
 
-    observer = None if prompt_state is None else prompt_state.attention_observer
     if output_attentions or observer is not None:
         scale = 1.0 if scaling is None else scaling
         scores = torch.matmul(query, key.transpose(2, 3)) * scale + bias
@@ -124,6 +126,30 @@ def prompted_attention(
 
     output = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout, scale=scaling)
     return output.transpose(1, 2).contiguous(), None
+
+
+def _decode_step_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    prompts: tuple[torch.Tensor, torch.Tensor],
+    bias: torch.Tensor,
+    scaling: float | None,
+    dropout: float,
+    training: bool,
+) -> torch.Tensor:
+    """One query per row (cached decoding): attend to the prompts and the cached keys without copying
+    the cache into a concatenated tensor -- only the [B, h, 1, l + k] scores are concatenated."""
+    prompt_keys, prompt_values = prompts
+    length = prompt_keys.shape[2]
+    scale = 1.0 if scaling is None else scaling
+    real = torch.matmul(query, key.transpose(2, 3)) * scale + bias[..., length:]
+    prompt_scores = torch.matmul(query, prompt_keys.to(query.dtype).transpose(2, 3)) * scale
+    weights = torch.cat([prompt_scores, real], dim=-1).float().softmax(dim=-1).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=training)
+    output = torch.matmul(weights[..., :length], prompt_values.to(value.dtype))
+    output = output + torch.matmul(weights[..., length:], value)
+    return output.transpose(1, 2).contiguous()
 
 
 def prompted_attention_mask(*args: Any, **kwargs: Any) -> torch.Tensor | None:

@@ -167,6 +167,9 @@ class PromptState:
         self.tables = tables
         self.bias_cache: dict[Any, Any] = {}
         self.attention_observer = attention_observer
+        # generate() calls the model once per token with the same (beam-expanded) row index:
+        # gather each layer's rows once per call, not once per step.
+        self._gathered: dict[tuple[str, int], tuple[torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def layer_prompts(
         self, slot: tuple[str, int], row_index: torch.Tensor | None, batch_size: int
@@ -174,6 +177,9 @@ class PromptState:
         table = self.tables.get(slot[0])
         if table is None:
             return None
+        memo = self._gathered.get(slot)
+        if memo is not None and memo[0] is row_index and memo[1][0].shape[0] == batch_size:
+            return memo[1]
         layer = table[slot[1]]  # [R, 2, h, l, d_kv]
         if row_index is not None:
             layer = layer.index_select(0, row_index)
@@ -181,7 +187,10 @@ class PromptState:
             layer = layer.expand(batch_size, *layer.shape[1:])
         else:
             raise ValueError("prompt_row_index is required when the prompt table has several rows.")
-        return layer[:, 0], layer[:, 1]
+        prompts = (layer[:, 0], layer[:, 1])
+        if not torch.is_grad_enabled():  # with grad, gradient checkpointing must see the gather recomputed
+            self._gathered[slot] = (row_index, prompts)
+        return prompts
 
 
 class HyperPromptModel(MultiTaskT5):
