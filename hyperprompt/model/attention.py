@@ -19,7 +19,7 @@ and run unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,16 +29,43 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 ATTENTION_NAME = "hyperprompt"
 
 
-class PromptSource(Protocol):
-    """What :func:`prompted_attention` needs from the per-forward state passed as ``prompt_state``."""
+class PromptState:
+    """The per-forward state that travels to the attention function as the ``prompt_state`` kwarg.
+
+    Attributes:
+        tables: ``{stack: [M, R, 2, h, l, d_kv]}`` prompts per layer and table row.
+        bias_cache: the attention function's per-stack combined bias (built once per stack and forward).
+        attention_observer: if set, called by every prompted attention layer with its weights (analysis).
+    """
+
+    def __init__(self, tables: dict[str, torch.Tensor], attention_observer: Callable[..., None] | None = None):
+        self.tables = tables
+        self.bias_cache: dict[Any, Any] = {}
+        self.attention_observer = attention_observer
+        # generate() calls the model once per token with the same (beam-expanded) row index:
+        # gather each layer's rows once per call, not once per step.
+        self._gathered: dict[tuple[str, int], tuple[torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def layer_prompts(
         self, slot: tuple[str, int], row_index: torch.Tensor | None, batch_size: int
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Key and value prompts [B, h, l, d_kv] for this layer, or None for no prompts."""
-
-    bias_cache: dict[Any, tuple[torch.Tensor, torch.Tensor | None, int, torch.Tensor]]
-    attention_observer: Callable[..., None] | None
+        table = self.tables.get(slot[0])
+        if table is None:
+            return None
+        memo = self._gathered.get(slot)
+        if memo is not None and memo[0] is row_index and memo[1][0].shape[0] == batch_size:
+            return memo[1]
+        layer = table[slot[1]]  # [R, 2, h, l, d_kv]
+        if row_index is not None:
+            layer = layer.index_select(0, row_index)
+        elif layer.shape[0] == 1:
+            layer = layer.expand(batch_size, *layer.shape[1:])
+        else:
+            raise ValueError("prompt_row_index is required when the prompt table has several rows.")
+        prompts = (layer[:, 0], layer[:, 1])
+        if not torch.is_grad_enabled():  # with grad, gradient checkpointing must see the gather recomputed
+            self._gathered[slot] = (row_index, prompts)
+        return prompts
 
 
 def _combined_bias(
@@ -68,7 +95,7 @@ def prompted_attention(
     dropout: float = 0.0,
     scaling: float | None = None,
     position_bias: torch.Tensor | None = None,
-    prompt_state: PromptSource | None = None,
+    prompt_state: PromptState | None = None,
     prompt_row_index: torch.Tensor | None = None,
     output_attentions: bool = False,
     **kwargs: Any,
@@ -79,7 +106,7 @@ def prompted_attention(
         query: [B, h, q, d_kv]; key, value: [B, h, k, d_kv] (real tokens only, as cached).
         attention_mask: boolean [B, 1, q, k] (True = attend) or None for "attend everywhere".
         position_bias: T5's relative bias [1 | B, h, q, k] (zeros in layers without one).
-        prompt_state: per-forward prompts (see :class:`PromptSource`); None runs plain attention.
+        prompt_state: per-forward prompts (see :class:`PromptState`); None runs plain attention.
         prompt_row_index: [B] row of each example in the state's prompt table (expanded with beams).
 
     Returns:

@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForSeq2SeqLM, PreTrainedModel
 
+from hyperprompt.model.attention import ATTENTION_NAME, PromptState
 from hyperprompt.model.config import MethodConfig
 
 CONFIG_NAME = "method_config.json"
@@ -106,16 +107,57 @@ class MultiTaskT5(nn.Module):
         ``inputs_embeds`` / ``attention_mask``. The default adds nothing (plain multi-task T5)."""
         return inputs
 
+    def use_prompted_attention(self) -> None:
+        """Route the backbone's attention through :func:`~hyperprompt.model.attention.prompted_attention`
+        (for methods that prepend key/value prompts): tag each self-attention with its (stack, layer)."""
+        for stack in ("encoder", "decoder"):
+            for layer, module in enumerate(self_attention_modules(self.base, stack)):
+                module._prompt_slot = (stack, layer)
+        original = self.base.config._attn_implementation
+        self._original_attention = original if original != ATTENTION_NAME else "sdpa"
+        self.base.set_attn_implementation(ATTENTION_NAME)
+
     @contextlib.contextmanager
-    def conditioning_disabled(self) -> Iterator[None]:
-        """Within this context the model is exactly the wrapped backbone (task ids are ignored)."""
-        self._disabled = True
+    def _attention_implementation(self, name: str) -> Iterator[None]:
+        previous = self.base.config._attn_implementation
+        if previous != name:
+            self.base.set_attn_implementation(name)
         try:
             yield
         finally:
+            if previous != name:
+                self.base.set_attn_implementation(previous)
+
+    @contextlib.contextmanager
+    def conditioning_disabled(self) -> Iterator[None]:
+        """Within this context the model is exactly the wrapped backbone (task ids are ignored)."""
+        original = getattr(self, "_original_attention", self.base.config._attn_implementation)
+        self._disabled = True
+        try:
+            with self._attention_implementation(original):
+                yield
+        finally:
             self._disabled = False
 
+    @contextlib.contextmanager
+    def observe_attention(self, observer: Callable[..., None]) -> Iterator[None]:
+        """Call ``observer(module=, slot=, weights=, prompt_length=, attention_mask=)`` from every attention
+        layer while inside: ``weights`` [B, h, q, l + k] are one layer's softmax weights, prompt columns
+        first; ``slot`` is ``(stack, layer)`` for self-attention and None for cross-attention. Works for
+        every method (the backbone runs through the prompted attention function meanwhile); normal
+        forwards never compute the weights."""
+        for stack in ("encoder", "decoder"):
+            for layer, module in enumerate(self_attention_modules(self.base, stack)):
+                module._prompt_slot = (stack, layer)
+        previous, self._attention_observer = self._attention_observer, observer
+        try:
+            with self._attention_implementation(ATTENTION_NAME):
+                yield
+        finally:
+            self._attention_observer = previous
+
     _disabled = False
+    _attention_observer: Callable[..., None] | None = None
 
     # --- task ids ----------------------------------------------------------------------------
 
@@ -176,6 +218,9 @@ class MultiTaskT5(nn.Module):
             batch_size = _batch_size(inputs)
             task_ids = self.task_ids_tensor(task_ids, batch_size, self._device())
             inputs = self.conditioning_inputs(task_ids, inputs)
+        if self._attention_observer is not None:
+            state = inputs.setdefault("prompt_state", PromptState({}))
+            state.attention_observer = self._attention_observer
         return self.base(**inputs)
 
     @torch.no_grad()

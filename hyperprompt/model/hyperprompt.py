@@ -16,16 +16,14 @@ at once, k and v together), and the attention function gathers each example's ro
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
-from hyperprompt.model.attention import ATTENTION_NAME
-from hyperprompt.model.base import MultiTaskT5, self_attention_modules
+from hyperprompt.model.attention import PromptState
+from hyperprompt.model.base import MultiTaskT5
 from hyperprompt.model.config import HyperPromptConfig
 
 STACKS = ("encoder", "decoder")
@@ -154,45 +152,6 @@ class HyperPromptGenerator(nn.Module):
         return tables
 
 
-class PromptState:
-    """The per-forward state that travels to the attention function as the ``prompt_state`` kwarg.
-
-    Attributes:
-        tables: ``{stack: [M, R, 2, h, l, d_kv]}`` prompts per layer and table row.
-        bias_cache: the attention function's per-stack combined bias (built once per stack and forward).
-        attention_observer: if set, called by every prompted attention layer with its weights (analysis).
-    """
-
-    def __init__(self, tables: dict[str, torch.Tensor], attention_observer: Callable[..., None] | None = None):
-        self.tables = tables
-        self.bias_cache: dict[Any, Any] = {}
-        self.attention_observer = attention_observer
-        # generate() calls the model once per token with the same (beam-expanded) row index:
-        # gather each layer's rows once per call, not once per step.
-        self._gathered: dict[tuple[str, int], tuple[torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]] = {}
-
-    def layer_prompts(
-        self, slot: tuple[str, int], row_index: torch.Tensor | None, batch_size: int
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        table = self.tables.get(slot[0])
-        if table is None:
-            return None
-        memo = self._gathered.get(slot)
-        if memo is not None and memo[0] is row_index and memo[1][0].shape[0] == batch_size:
-            return memo[1]
-        layer = table[slot[1]]  # [R, 2, h, l, d_kv]
-        if row_index is not None:
-            layer = layer.index_select(0, row_index)
-        elif layer.shape[0] == 1:
-            layer = layer.expand(batch_size, *layer.shape[1:])
-        else:
-            raise ValueError("prompt_row_index is required when the prompt table has several rows.")
-        prompts = (layer[:, 0], layer[:, 1])
-        if not torch.is_grad_enabled():  # with grad, gradient checkpointing must see the gather recomputed
-            self._gathered[slot] = (row_index, prompts)
-        return prompts
-
-
 class HyperPromptModel(MultiTaskT5):
     """A T5 with HyperPrompt: per-task hyper-prompts in every (encoder and/or decoder) self-attention.
 
@@ -211,14 +170,8 @@ class HyperPromptModel(MultiTaskT5):
         cfg = self.base.config
         num_layers = {"encoder": len(self.base.encoder.block), "decoder": len(self.base.decoder.block)}
         self.hyperprompt = HyperPromptGenerator(self.config, cfg.d_model, cfg.num_heads, cfg.d_kv, num_layers)
-        for stack in STACKS:
-            for layer, module in enumerate(self_attention_modules(self.base, stack)):
-                module._prompt_slot = (stack, layer)
-        original = self.base.config._attn_implementation
-        self._original_attention = original if original != ATTENTION_NAME else "sdpa"
-        self.base.set_attn_implementation(ATTENTION_NAME)
+        self.use_prompted_attention()
         self._prompt_cache: tuple[tuple, dict[str, torch.Tensor]] | None = None
-        self._attention_observer: Callable[..., None] | None = None
         self.hyperprompt.to(device=next(self.base.parameters()).device)
 
     # --- prompts -----------------------------------------------------------------------------
@@ -250,31 +203,10 @@ class HyperPromptModel(MultiTaskT5):
 
     def conditioning_inputs(self, task_ids: torch.Tensor, inputs: dict[str, Any]) -> dict[str, Any]:
         tables, rows = self.prompt_tables(task_ids)
-        return {**inputs, "prompt_state": PromptState(tables, self._attention_observer), "prompt_row_index": rows}
+        return {**inputs, "prompt_state": PromptState(tables), "prompt_row_index": rows}
 
     def train(self, mode: bool = True) -> HyperPromptModel:
         self._prompt_cache = None
         return super().train(mode)
 
-    # --- switches ----------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def conditioning_disabled(self) -> Iterator[None]:
-        self.base.set_attn_implementation(self._original_attention)
-        try:
-            with super().conditioning_disabled():
-                yield
-        finally:
-            self.base.set_attn_implementation(ATTENTION_NAME)
-
-    hyperprompts_disabled = conditioning_disabled
-
-    @contextlib.contextmanager
-    def observe_attention(self, observer: Callable[..., None]) -> Iterator[None]:
-        """Call ``observer(module=, slot=, weights=[B, h, q, l + k], prompt_length=, attention_mask=)``
-        from every self-attention layer while inside (one layer's weights at a time)."""
-        previous, self._attention_observer = self._attention_observer, observer
-        try:
-            yield
-        finally:
-            self._attention_observer = previous
+    hyperprompts_disabled = MultiTaskT5.conditioning_disabled

@@ -2,7 +2,7 @@
 
 The ablation that isolates what HyperPrompt's hypernetworks add: the same injection point (prepended
 to the projected keys and values of every encoder and/or decoder self-attention, through
-:func:`~hyperprompt.model.attention.prompted_attention` and a :class:`~hyperprompt.model.hyperprompt.PromptState`),
+:func:`~hyperprompt.model.attention.prompted_attention` and a :class:`~hyperprompt.model.attention.PromptState`),
 the same prompt lengths, but each (task, layer) prefix is stored directly::
 
     K' = [P^m_{tau,k} ; K]     V' = [P^m_{tau,v} ; V]      P^m_{tau,k}, P^m_{tau,v}: [h, l, d_kv]
@@ -15,18 +15,16 @@ keep only its output at inference; here it is trained and saved like any other a
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from hyperprompt.model.attention import ATTENTION_NAME
-from hyperprompt.model.base import MultiTaskT5, self_attention_modules
+from hyperprompt.model.attention import PromptState
+from hyperprompt.model.base import MultiTaskT5
 from hyperprompt.model.config import APPLY_TO_CHOICES, MethodConfig, _check_choice
-from hyperprompt.model.hyperprompt import STACKS, PromptState
+from hyperprompt.model.hyperprompt import STACKS
 from hyperprompt.model.params import ADDED_PARAMETER_FORMULAS, BackboneShape
 
 
@@ -96,12 +94,7 @@ class PrefixTuningModel(MultiTaskT5):
                 stack: nn.Parameter(torch.randn(T, self.num_layers[stack], 2, h, length, d_kv) * cfg.init_std)
                 for stack, length in cfg.prompt_lengths().items()
             })
-        for stack in STACKS:
-            for layer, module in enumerate(self_attention_modules(self.base, stack)):
-                module._prompt_slot = (stack, layer)
-        original = backbone._attn_implementation
-        self._original_attention = original if original != ATTENTION_NAME else "sdpa"
-        self.base.set_attn_implementation(ATTENTION_NAME)
+        self.use_prompted_attention()
         self.to(device=next(self.base.parameters()).device)
 
     def per_task_parameters(self) -> dict[str, nn.Parameter]:
@@ -131,15 +124,6 @@ class PrefixTuningModel(MultiTaskT5):
 
     def conditioning_inputs(self, task_ids: torch.Tensor, inputs: dict[str, Any]) -> dict[str, Any]:
         return {**inputs, "prompt_state": PromptState(self.prefix_tables()), "prompt_row_index": task_ids}
-
-    @contextlib.contextmanager
-    def conditioning_disabled(self) -> Iterator[None]:
-        self.base.set_attn_implementation(self._original_attention)
-        try:
-            with super().conditioning_disabled():
-                yield
-        finally:
-            self.base.set_attn_implementation(ATTENTION_NAME)
 
 
 def prefix_tuning_added_parameters(config: PrefixTuningConfig, shape: BackboneShape) -> int:
