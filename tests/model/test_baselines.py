@@ -3,6 +3,7 @@ and each method's computation against an independent naive one."""
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from transformers import T5ForConditionalGeneration
 from transformers.activations import ACT2FN
 
-from hyperprompt.cli.main import main as cli_main
+from hyperprompt.cli import params as params_command
 from hyperprompt.model import (
     AdapterModel,
     HyperFormerModel,
@@ -63,8 +64,10 @@ def test_every_method_is_registered_and_reported_by_params(capsys):
     for method in ALL_METHODS:
         assert method in MethodConfig.registry and method in MultiTaskT5.registry
         assert method in ADDED_PARAMETER_FORMULAS
-    args = ["params", "--model", "t5-base", "--json"] + [f"--method={m}" for m in ALL_METHODS]
-    assert cli_main(args) == 0
+    parser = argparse.ArgumentParser()
+    params_command.add_parser(parser.add_subparsers())  # `hyperprompt params`
+    args = parser.parse_args(["params", "--model", "t5-base", "--json"] + [f"--method={m}" for m in ALL_METHODS])
+    assert params_command.run(args) == 0
     rows = {row["method"]: row for row in json.loads(capsys.readouterr().out)["rows"]}
     assert set(rows) == set(ALL_METHODS)
     assert rows["mtl"]["added_parameters"] == 0
@@ -357,3 +360,18 @@ def test_bad_settings_give_clear_errors():
         MethodConfig.from_dict({"method": "adapter", "task_names": TASKS, "reduction_factor": 16})
     with pytest.raises(ValueError, match="unknown method 'adapters'"):
         MethodConfig.from_dict({"method": "adapters", "task_names": TASKS})
+
+
+@pytest.mark.parametrize("method", ["prompt-tuning", "prefix-tuning", "adapter", "hyperformer++"])
+def test_gradient_checkpointing_gives_same_gradients(method):
+    model = make_model(method)
+    ids, mask, labels = batch()
+    task_ids = torch.tensor([0, 1, 2, 1])
+    model.train()
+    model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).loss.backward()
+    reference = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    model.base.activation_checkpointing_enable({"use_reentrant": False})
+    model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).loss.backward()
+    for name, grad in reference.items():
+        assert torch.allclose(model.get_parameter(name).grad, grad, atol=1e-6), name
