@@ -134,7 +134,10 @@ def prompted_attention(
             prompt_state.bias_cache[cache_key] = (position_bias, attention_mask, prompt_length, bias)
 
     observer = None if prompt_state is None else prompt_state.attention_observer
-    if prompts is not None and query.shape[2] == 1 and not output_attentions and observer is None:
+    # The decode-step path rounds scores to the query dtype; in bf16/fp16 SDPA's fp32 accumulation is
+    # more precise, so reduced precision concatenates (a cache copy that is cheap next to a GPU step).
+    if (prompts is not None and query.shape[2] == 1 and query.dtype in (torch.float32, torch.float64)
+            and not output_attentions and observer is None):
         return _decode_step_attention(query, key, value, prompts, bias, scaling, dropout, module.training), None
     if prompts is not None:
         key = torch.cat([prompts[0].to(key.dtype), key], dim=2)

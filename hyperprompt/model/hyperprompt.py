@@ -180,7 +180,7 @@ class HyperPromptModel(MultiTaskT5):
         """Prompt tables and each example's row in them.
 
         In training (or with grad), prompts are computed for the distinct tasks of the batch
-        (``compute_all_tasks``: for every task). Without grad, the all-task tables are cached until
+        (``compute_all_tasks``, or under ``torch.compile``: for every task). Without grad, the all-task tables are cached until
         a hypernetwork weight changes (tracked by tensor versions) or ``train()`` is called.
         """
         if not torch.is_grad_enabled():
@@ -189,7 +189,7 @@ class HyperPromptModel(MultiTaskT5):
                 all_tasks = torch.arange(self.config.num_tasks, device=task_ids.device)
                 self._prompt_cache = (key, self.hyperprompt(all_tasks))
             return self._prompt_cache[1], task_ids
-        if self.config.compute_all_tasks:
+        if self.config.compute_all_tasks or torch.compiler.is_compiling():  # unique() would break the graph
             all_tasks = torch.arange(self.config.num_tasks, device=task_ids.device)
             return self.hyperprompt(all_tasks), task_ids
         tasks, rows = torch.unique(task_ids, return_inverse=True)
