@@ -1,4 +1,4 @@
-"""HyperPrompt's overhead over plain T5: training step, greedy generation and memory, as ratios.
+"""Overhead over plain T5 of HyperPrompt (and any other method): training step, greedy generation, memory.
 
 Every model is a random-init copy of the same backbone (t5-small shape by default), timed in one
 process with the measurements interleaved (round robin, median over repeats), so machine noise hits
@@ -9,6 +9,9 @@ bytes of the tensors autograd saves for backward in one step plus parameter, gra
 state bytes -- deterministic, and what a training step's peak is made of.
 
     python benchmarks/overhead.py                    # t5-small shape, batch 32, input 128, target 16
+    python benchmarks/overhead.py --threads 1 --clock process   # robust on a shared CPU
+    python benchmarks/overhead.py --methods hyperprompt-global prefix-tuning prompt-tuning adapter hyperformer++
+    python benchmarks/overhead.py --methods hyperprompt-global --sweep-prompt-lengths 4 16 64
     python benchmarks/overhead.py --size t5-base --input-length 512 --batch-size 8 --device cuda --bf16
 """
 
@@ -25,20 +28,38 @@ import time
 import torch
 from transformers import T5ForConditionalGeneration
 
-from hyperprompt import HyperPromptConfig, HyperPromptModel, MultiTaskT5
+import hyperprompt.model  # noqa: F401  (registers every method)
+from hyperprompt.model.base import MultiTaskT5
 from hyperprompt.model.config import MethodConfig
 from hyperprompt.model.presets import t5_config
 
+PROMPT_METHODS = ("hyperprompt-global", "hyperprompt-share", "hyperprompt-sep", "prefix-tuning")
+
+
+def method_settings(method: str, encoder_length: int, decoder_length: int) -> dict:
+    if method in PROMPT_METHODS:
+        return {"encoder_prompt_length": encoder_length, "decoder_prompt_length": decoder_length}
+    if method == "prompt-tuning":
+        return {"prompt_length": encoder_length}
+    return {}
+
 
 def build_models(args: argparse.Namespace) -> dict[str, MultiTaskT5]:
+    """``t5`` (plain) plus each method; with ``--sweep-prompt-lengths``, each prompt method once per
+    length L (prompts L/L) and the others once."""
     torch.manual_seed(0)
     backbone = T5ForConditionalGeneration(t5_config(args.size, dropout_rate=0.0))
     tasks = [f"task{i}" for i in range(args.tasks)]
     models: dict[str, MultiTaskT5] = {"t5": MultiTaskT5(copy.deepcopy(backbone), MethodConfig(task_names=tasks))}
-    for variant in args.variants:
-        config = HyperPromptConfig(task_names=tasks, variant=variant, encoder_prompt_length=args.encoder_prompt_length,
-                                   decoder_prompt_length=args.decoder_prompt_length)
-        models[f"hyperprompt-{variant}"] = HyperPromptModel.from_base(copy.deepcopy(backbone), config)
+    for method in args.methods:
+        lengths = [(args.encoder_prompt_length, args.decoder_prompt_length)]
+        if args.sweep_prompt_lengths and (method in PROMPT_METHODS or method == "prompt-tuning"):
+            lengths = [(length, length) for length in args.sweep_prompt_lengths]
+        for encoder_length, decoder_length in lengths:
+            config = MethodConfig.from_dict({"method": method, "task_names": tasks,
+                                             **method_settings(method, encoder_length, decoder_length)})
+            name = method if len(lengths) == 1 else f"{method}@{encoder_length}"
+            models[name] = MultiTaskT5.registry[method].from_base(copy.deepcopy(backbone), config)
     return {name: m.to(args.device) for name, m in models.items()}
 
 
@@ -127,7 +148,10 @@ def main() -> None:
     parser.add_argument("--encoder-prompt-length", type=int, default=16)
     parser.add_argument("--decoder-prompt-length", type=int, default=6)
     parser.add_argument("--tasks", type=int, default=8)
-    parser.add_argument("--variants", nargs="+", default=["global", "share", "sep"])
+    parser.add_argument("--methods", nargs="+", default=list(PROMPT_METHODS[:3]),
+                        help="any registered methods (default: the HyperPrompt variants)")
+    parser.add_argument("--sweep-prompt-lengths", nargs="+", type=int, default=None, metavar="L",
+                        help="time each prompt method at encoder = decoder prompt length L")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--generate-repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -168,10 +192,12 @@ def main() -> None:
         "benchmark": "overhead",
         "machine": {"device": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor()
                     or platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__},
-        "settings": {k: v for k, v in vars(args).items() if k != "variants"} | {"variants": args.variants},
+        "settings": vars(args),
         "added_parameters": {n: m.num_added_parameters() for n, m in models.items()},
         "backbone_parameters": models["t5"].num_backbone_parameters(),
         "train_step": summary(train_times),
+        "train_tokens_per_s": {n: args.batch_size * (args.input_length + args.target_length) / statistics.median(t)
+                               for n, t in train_times.items()},
         "generate": summary(generate_times),
         "memory": {n: {"bytes": b, "ratio": b / memory["t5"]} for n, b in memory.items()},
     }
