@@ -1,0 +1,38 @@
+"""The benchmark scripts still run and print their JSON (tiny settings; the figures come from real runs)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+TINY = ["--size", "t5-tiny", "--batch-size", "2", "--input-length", "16", "--target-length", "4"]
+SCRIPTS = {
+    "overhead.py": [*TINY, "--repeats", "1", "--generate-repeats", "1", "--methods", "hyperprompt-global",
+                    "prompt-tuning", "adapter", "--sweep-prompt-lengths", "2", "4"],
+    "peft_reference.py": [*TINY, "--repeats", "1"],
+    "gpu.py": [*TINY, "--device", "cpu", "--steps", "1", "--warmup", "1"],
+    "param_scaling.py": ["--size", "t5-small"],
+}
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_benchmark_script_runs(script, tmp_path):
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / script), *SCRIPTS[script]],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["benchmark"] == script.removesuffix(".py")
+    if script == "overhead.py":
+        assert set(report["train_step"]) == {"t5", "hyperprompt-global@2", "hyperprompt-global@4",
+                                             "prompt-tuning@2", "prompt-tuning@4", "adapter"}
+        assert report["train_step"]["t5"]["ratio"] == 1.0
+    if script == "param_scaling.py":
+        growth = report["growth_1_to_1000"]
+        assert growth["hyperprompt-sep"] == pytest.approx(1000) and growth["prompt-tuning"] == pytest.approx(1000)
+        assert growth["hyperprompt-global"] < 10  # nearly independent of the number of tasks
