@@ -181,8 +181,8 @@ def reduce_layer(
 
     w = weights.float()
     mass = w[..., :prompt_length].sum(-1).mean(1)  # [B, q]
-    on_real = w[..., prompt_length:] * real  # [B, h, q, k]
-    p = on_real / on_real.sum(-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+    p = w[..., prompt_length:] * real  # [B, h, q, k]; one copy of the layer's weights, normalised in place
+    p /= p.sum(-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
     entropy = 0.0 - torch.xlogy(p, p).sum(-1).mean(1)  # [B, q]; 0.0 - x: no -0.0 in the JSON
     return mass, entropy, valid
 
