@@ -7,7 +7,7 @@ import importlib
 import sys
 
 #: subcommand modules under hyperprompt.cli, in the order `--help` lists them
-COMMANDS = ["params"]
+COMMANDS = ["train", "evaluate", "predict", "params", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,71 @@
+"""`hyperprompt train CONFIG --out DIR`: train a multi-task model from a YAML recipe."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from hyperprompt.cli.common import add_logging_flag, fail, setup_logging
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a multi-task model from a YAML recipe",
+        description="Train a multi-task T5 (HyperPrompt or a baseline) from a YAML recipe. Writes DIR/results.json, "
+        "DIR/metrics.jsonl, checkpoints, DIR/best/<task>/ and DIR/final/. Multi-GPU: "
+        "accelerate launch -m hyperprompt.cli.main train ...",
+    )
+    parser.add_argument("config", nargs="?", help="YAML recipe (optional with --resume: DIR/config.yaml)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="run directory")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe key, e.g. --set optimizer.lr=3e-4 --set tasks=[cb,copa] (repeatable)")
+    parser.add_argument("--data-dir", help="folder of the official GLUE/SuperGLUE files (same as --set data_dir=...)")
+    parser.add_argument("--max-steps", type=int, help="same as --set max_steps=N")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in DIR")
+    add_logging_flag(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    from hyperprompt.data import DataFormatError
+    from hyperprompt.training import (
+        CheckpointError,
+        ConfigError,
+        NonFiniteLossError,
+        RunDirError,
+        TrainingInterrupted,
+        load_config,
+        train,
+    )
+
+    config_path = args.config
+    if config_path is None:
+        saved = Path(args.out) / "config.yaml"
+        if not (args.resume and saved.is_file()):
+            return fail("give a recipe: hyperprompt train CONFIG --out DIR (or --resume a run that has DIR/config.yaml)", 2)
+        config_path = saved
+    overrides = list(args.set)
+    if args.data_dir:
+        overrides.append(f"data_dir={args.data_dir}")
+    if args.max_steps is not None:
+        overrides.append(f"max_steps={args.max_steps}")
+    try:
+        config = load_config(config_path, overrides)
+    except ConfigError as error:
+        return fail(str(error), 2)
+    try:
+        train(config, args.out, resume=args.resume)
+    except TrainingInterrupted as stop:
+        print(str(stop), file=sys.stderr)
+        return 130
+    except NonFiniteLossError as error:
+        return fail(str(error), 3)
+    except ConfigError as error:
+        return fail(str(error), 2)
+    except (FileNotFoundError, DataFormatError, RunDirError, CheckpointError, ValueError, NotImplementedError) as error:
+        return fail(str(error), 1)
+    return 0

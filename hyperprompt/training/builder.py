@@ -1,0 +1,84 @@
+"""From a recipe to the objects a run needs: tasks, tokenizer, backbone + method model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoTokenizer, ByT5Tokenizer, PreTrainedTokenizerBase
+
+from hyperprompt.data import Task, get_task, load_task_spec, train_tokenizer
+from hyperprompt.model import MultiTaskT5
+from hyperprompt.model.presets import TINY_SIZES, load_backbone
+from hyperprompt.training.config import ConfigError, TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+def build_tasks(config: TrainConfig, data_dir: str | Path | None = None,
+                names: list[str] | None = None, check_data_dir: bool = True) -> list[Task]:
+    """The recipe's tasks (or ``names``), reading files from ``data_dir`` (default: the recipe's).
+
+    Task specs in ``task_files`` are registered first, so their names resolve like built-in ones.
+    ``check_data_dir=False`` skips the check that the data directory exists (nothing is read yet).
+    """
+    for spec in config.task_files:
+        load_task_spec(spec)
+    data_dir = data_dir if data_dir is not None else config.data_dir
+    if check_data_dir and data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        raise FileNotFoundError(
+            f"data directory {data_dir} does not exist: point data_dir (or --data-dir) at the folder of the "
+            "official GLUE / SuperGLUE files, e.g. ../shared/data/superglue"
+        )
+    options = {} if config.task_prefix is None else {"prefix": config.task_prefix}
+    tasks = [get_task(name, data_dir=data_dir, **options) for name in (names or config.tasks)]
+    duplicates = sorted({t.name for t in tasks if [u.name for u in tasks].count(t.name) > 1})
+    if duplicates:
+        raise ConfigError(f"config key 'tasks': {duplicates} listed twice (aliases of the same task)")
+    return tasks
+
+
+def build_tokenizer(config: TrainConfig, tasks: list[Task]) -> PreTrainedTokenizerBase:
+    """``byt5`` (offline, bytes), ``trained`` (a Unigram tokenizer fit on the mixture's training
+    text, offline), or a hub name / local path. Default: ByT5 for the tiny presets, else the model's own."""
+    name = config.tokenizer or ("byt5" if config.model in TINY_SIZES else config.model)
+    if name == "byt5":
+        return ByT5Tokenizer()
+    if name == "trained":
+        texts = (text for task in tasks for ex in task.load("train") for text in (ex["inputs"], ex["targets"]))
+        return train_tokenizer(texts, vocab_size=config.tokenizer_vocab_size)
+    return AutoTokenizer.from_pretrained(name)
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """A tokenizer saved in a run directory (``save_pretrained`` output)."""
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def build_model(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, task_names: list[str]) -> MultiTaskT5:
+    """The backbone (a preset from its config, or pretrained weights) wrapped by the recipe's method."""
+    overrides: dict[str, Any] = dict(config.model_overrides)
+    if config.model in TINY_SIZES:
+        base = load_backbone(config.model, vocab_size=len(tokenizer), **overrides)
+    else:
+        base = load_backbone(config.model, **overrides)
+        if len(tokenizer) > base.config.vocab_size:
+            raise ConfigError(
+                f"the tokenizer has {len(tokenizer)} tokens but {config.model} only {base.config.vocab_size} "
+                "embeddings: use the model's own tokenizer"
+            )
+    method_config = config.method_config(task_names)
+    model = MultiTaskT5.registry[config.method].from_base(base, method_config)
+    if config.gradient_checkpointing:
+        enable = getattr(base, "activation_checkpointing_enable", None) or base.gradient_checkpointing_enable
+        enable({"use_reentrant": False})
+        base.config.use_cache = False
+    return model
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameters."""
+    total = sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad), total

@@ -1,0 +1,70 @@
+"""Predictions for raw examples: record -> model input text -> generated text -> label."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from transformers import PreTrainedTokenizerBase
+
+from hyperprompt.data import Task
+from hyperprompt.model import MultiTaskT5
+from hyperprompt.training.evaluate import encode_texts, generate_texts
+
+
+def input_text(task: Task, record: dict[str, Any]) -> str:
+    """The model input for ``record``: its ``inputs`` field if present, else the task's preprocessing
+    of the raw fields (Hugging Face schema, as ``task.load`` returns them; the label may be missing)."""
+    if "inputs" in record:
+        if not isinstance(record["inputs"], str):
+            raise ValueError(f"'inputs' must be a string, got {record['inputs']!r}")
+        return record["inputs"]
+    filled = dict(record)
+    label = filled.get("label")
+    names = task.label_names
+    if names is not None and isinstance(label, str) and label in names:
+        filled["label"] = names.index(label)  # an official file's label name
+    elif names is not None and not (isinstance(label, int) and 0 <= label < len(names)):
+        filled["label"] = 0  # the label only shapes the target, which is not used here
+    elif names is None and not isinstance(label, int | float):
+        filled["label"] = 0.0
+    filled.setdefault("answers", [])
+    try:
+        # TODO(data): use a public per-record formatter of Task once hyperprompt.data has one.
+        inputs, _ = task._preprocess(filled)
+    except (KeyError, TypeError, IndexError) as error:
+        raise ValueError(f"{task.name}: cannot build the input from {sorted(record)} (missing {error}); give the "
+                         "task's input fields or an 'inputs' string") from None
+    return f"{task.text_prefix} {inputs}" if task.prefix and task.text_prefix else inputs
+
+
+def predict_records(
+    model: MultiTaskT5,
+    tokenizer: PreTrainedTokenizerBase,
+    task: Task,
+    records: Sequence[dict[str, Any]],
+    *,
+    max_input_length: int,
+    max_new_tokens: int,
+    batch_size: int = 64,
+    num_beams: int = 1,
+) -> list[dict[str, Any]]:
+    """Each record plus ``prediction`` (the generated text), ``label`` (its postprocessed value: a
+    class id, a number or text; ``None`` if invalid) and, for classification tasks, ``label_name``.
+    A gold ``label`` in the input is kept as ``gold_label``."""
+    texts = [input_text(task, record) for record in records]
+    input_ids = encode_texts(tokenizer, texts, max_input_length)
+    task_id = model.config.task_id(task.name)
+    predictions = generate_texts(model, tokenizer, input_ids, [task_id] * len(texts), batch_size=batch_size,
+                                 max_new_tokens=max_new_tokens, num_beams=num_beams)
+    rows = []
+    for record, prediction in zip(records, predictions, strict=True):
+        row = dict(record)
+        if "label" in row:
+            row["gold_label"] = row.pop("label")
+        value = task.postprocess(prediction)
+        row.update(prediction=prediction, label=value)
+        if task.label_names is not None:
+            row["label_name"] = task.label_names[value] if isinstance(value, int) else None
+        rows.append(row)
+    return rows
