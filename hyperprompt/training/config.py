@@ -111,7 +111,7 @@ class TrainConfig:
     seed: int = 0
     precision: str = field(default="no", metadata=_choices("no", "bf16", "fp16"))
     gradient_checkpointing: bool = False
-    find_unused_parameters: bool = True
+    find_unused_parameters: bool = False
     cache_dir: str | None = None
     num_threads: int | None = None  # torch CPU threads (None: torch's default)
 

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -164,7 +165,10 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> dic
 
 def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
     started = time.time()
+    # Several processes without GPUs (torchrun on CPUs): accelerate needs cpu=True to pick gloo.
+    cpu_only = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
     accelerator = Accelerator(
+        cpu=cpu_only,
         mixed_precision=config.precision,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)],
     )
