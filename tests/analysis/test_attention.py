@@ -197,3 +197,18 @@ def test_reduce_layer_by_hand():
     assert entropy[0, 0].item() == pytest.approx(expected, abs=1e-6)
     with pytest.raises(ValueError, match="KV cache"):
         reduce_layer(weights[..., :1, :], prompt_length=1, attention_mask=None)
+
+
+def test_analysis_imports_only_model_and_data():
+    """STYLE: analysis sits beside training (cli -> training/analysis -> model, data)."""
+    import ast
+    from pathlib import Path
+
+    import hyperprompt.analysis
+
+    for path in Path(hyperprompt.analysis.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
+                [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                assert not name.startswith(("hyperprompt.training", "hyperprompt.cli")), f"{path.name} imports {name}"
