@@ -7,7 +7,7 @@ import importlib
 import sys
 
 #: subcommand modules under hyperprompt.cli, in the order `--help` lists them
-COMMANDS = ["train", "evaluate", "predict", "params", "demo", "analyze"]
+COMMANDS = ["train", "evaluate", "predict", "compare", "params", "demo", "analyze"]
 
 
 def build_parser() -> argparse.ArgumentParser:

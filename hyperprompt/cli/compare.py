@@ -1,0 +1,61 @@
+"""`hyperprompt compare CONFIG --methods m1,m2 --seeds N --out DIR`: train several methods alike, tabulate."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from hyperprompt.cli.common import add_logging_flag, fail, setup_logging
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "compare",
+        help="train several methods with the same recipe and seeds; write a comparison table",
+        description="Train each method with the same data, steps and seeds (one run per method and seed under "
+        "DIR/runs/<method>/seed-<seed>/), evaluate with the official metrics and write DIR/comparison.md and "
+        "DIR/comparison.csv (mean ± std over seeds, added parameters, step time relative to mtl). Finished runs are "
+        "kept: calling it again resumes an interrupted comparison or adds methods / seeds.",
+    )
+    parser.add_argument("config", help="YAML recipe: a training recipe with an optional 'compare' section")
+    parser.add_argument("--methods", help="comma-separated method names (default: the recipe's compare.methods)")
+    parser.add_argument("--seeds", type=int, help="number of seeds (default: the recipe's compare.seeds, else 1)")
+    parser.add_argument("--out", help="output directory (default: runs/compare-<config name>)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a training key for every run, e.g. --set max_steps=100 (repeatable)")
+    parser.add_argument("--data-dir", help="folder of the official GLUE/SuperGLUE files (same as --set data_dir=...)")
+    add_logging_flag(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    from hyperprompt.data import DataFormatError
+    from hyperprompt.training import (
+        CheckpointError,
+        ConfigError,
+        NonFiniteLossError,
+        RunDirError,
+        TrainingInterrupted,
+    )
+    from hyperprompt.training.compare import ComparisonError, load_comparison, run_comparison
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    overrides = list(args.set) + ([f"data_dir={args.data_dir}"] if args.data_dir else [])
+    out = Path(args.out) if args.out else Path("runs") / f"compare-{Path(args.config).stem}"
+    try:
+        comparison = load_comparison(args.config, methods, args.seeds, overrides)
+        run_comparison(comparison, out)
+    except TrainingInterrupted as stop:
+        return fail(f"interrupted at step {stop.step} of a run; run the same command again to continue "
+                    "the comparison (finished runs are kept, the interrupted one resumes).", 130)
+    except NonFiniteLossError as error:
+        return fail(str(error), 3)
+    except (ComparisonError, ConfigError) as error:
+        return fail(str(error), 2)
+    except (FileNotFoundError, DataFormatError, RunDirError, CheckpointError) as error:
+        return fail(str(error), 1)
+    print((out / "comparison.md").read_text())
+    print(f"wrote {out / 'comparison.md'} and {out / 'comparison.csv'}")
+    return 0

@@ -1,0 +1,315 @@
+"""Fair comparisons: several methods trained with one recipe -- same data, steps and seeds -- into one table.
+
+A comparison recipe is a training recipe (``docs/training.md``) with an optional ``compare`` section::
+
+    model: t5-tiny
+    tasks: [superglue/cb, superglue/copa]
+    max_steps: 300
+    compare:
+      methods: [mtl, prompt-tuning, hyperprompt-global]   # default for --methods
+      seeds: 3                                             # default for --seeds
+      method_settings:                                     # per method, instead of the recipe's method_settings
+        prompt-tuning: {prompt_length: 20}
+
+Each (method, seed) trains with :func:`~hyperprompt.training.train` into ``OUT/runs/<method>/seed-<seed>/``
+(seeds are ``seed, seed + 1, ...`` from the recipe's ``seed``). A run whose ``results.json`` exists is
+finished and is not recomputed; a run directory without one is resumed from its latest checkpoint.
+``OUT/recipe.yaml`` keeps the recipe, so a later call with a different one stops instead of mixing runs.
+
+The table (``OUT/comparison.md``, ``OUT/comparison.csv``) has one row per method: each task's metrics and
+the benchmark average (mean ± sample std over seeds) of the per-task best checkpoints (the paper's
+protocol; with evaluation only at the end, the final model), added parameters (% of the backbone), and
+the training step time -- the median over a run's ``train_log.jsonl`` windows of ``batch_size /
+examples_per_s`` (evaluation and checkpointing excluded), averaged over seeds -- relative to ``mtl``.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from accelerate import PartialState
+from transformers import AutoConfig
+
+from hyperprompt.model.config import MethodConfig
+from hyperprompt.model.params import BackboneShape, added_parameters
+from hyperprompt.model.presets import count_backbone_parameters
+from hyperprompt.training.config import ConfigError, TrainConfig, apply_override
+from hyperprompt.training.loop import train
+
+RECIPE_NAME = "recipe.yaml"
+RESULTS_NAME = "results.json"
+#: keys of a saved ``method_config.json`` that describe the files, not the method
+_SAVED_META_KEYS = ("format_version", "base_model_name_or_path", "backbone")
+
+
+class ComparisonError(ValueError):
+    """A comparison that cannot run as asked (bad recipe, or OUT holds a different comparison)."""
+
+
+@dataclass
+class Comparison:
+    """What to compare: a base recipe, the methods, the seeds and per-method settings.
+
+    Attributes:
+        recipe: the training recipe as plain data (without its ``compare`` section).
+        methods: method names, in table order.
+        seeds: the seed of each repetition.
+        method_settings: ``{method: settings}`` replacing the recipe's ``method_settings`` for that method.
+    """
+
+    recipe: dict[str, Any]
+    methods: list[str]
+    seeds: list[int]
+    method_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def run_config(self, method: str, seed: int) -> TrainConfig:
+        """The training recipe of one (method, seed)."""
+        data = copy.deepcopy(self.recipe)
+        settings = self.method_settings.get(method)
+        if settings is None:  # the recipe's own settings belong to the recipe's own method
+            settings = data.get("method_settings", {}) if data.get("method") == method else {}
+        data.update(method=method, seed=seed, method_settings=copy.deepcopy(settings))
+        try:
+            return TrainConfig.from_dict(data)
+        except ConfigError as error:
+            raise ComparisonError(f"method {method!r}: {error}") from None
+
+    def saved_form(self) -> dict[str, Any]:
+        """What must match between calls that share an output directory (methods and seeds may grow)."""
+        return {"recipe": self.recipe, "method_settings": self.method_settings}
+
+
+def load_comparison(
+    path: str | Path,
+    methods: list[str] | None = None,
+    seeds: int | None = None,
+    overrides: list[str] | None = None,
+) -> Comparison:
+    """Read a comparison recipe; ``methods`` / ``seeds`` (the number of seeds) override its ``compare``
+    section, ``overrides`` (``KEY=VALUE``) its training keys. Every run's config is checked here."""
+    path = Path(path)
+    if not path.is_file():
+        raise ComparisonError(f"config file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ComparisonError(f"{path}: a recipe is a mapping of keys to values")
+    section = data.pop("compare", None) or {}
+    unknown = sorted(set(section) - {"methods", "seeds", "method_settings"})
+    if unknown:
+        raise ComparisonError(f"unknown key(s) {unknown} in 'compare'; valid: methods, seeds, method_settings")
+    for item in overrides or []:
+        apply_override(data, item)
+    methods = list(methods or section.get("methods") or [])
+    if not methods:
+        raise ComparisonError("no methods to compare: pass --methods m1,m2 or set compare.methods in the recipe")
+    unknown_methods = [m for m in methods if m not in MethodConfig.registry]
+    if unknown_methods:
+        raise ComparisonError(f"unknown method(s) {unknown_methods}; choose from {', '.join(sorted(MethodConfig.registry))}")
+    if len(set(methods)) != len(methods):
+        raise ComparisonError(f"a method is listed twice: {methods}")
+    count = int(seeds if seeds is not None else section.get("seeds", 1))
+    if count < 1:
+        raise ComparisonError(f"seeds must be at least 1, got {count}")
+    method_settings = {str(k): dict(v or {}) for k, v in (section.get("method_settings") or {}).items()}
+    first_seed = int(data.get("seed", 0))
+    comparison = Comparison(data, methods, [first_seed + k for k in range(count)], method_settings)
+    for method in methods:  # fail now, not after hours of training
+        comparison.run_config(method, comparison.seeds[0])
+    return comparison
+
+
+def run_dir(out_dir: str | Path, method: str, seed: int) -> Path:
+    return Path(out_dir) / "runs" / method / f"seed-{seed}"
+
+
+def run_comparison(
+    comparison: Comparison, out_dir: str | Path, log: Callable[[str], None] = print
+) -> list[dict[str, Any]]:
+    """Train every unfinished (method, seed) run, then write the tables; return the table rows.
+
+    Under ``accelerate launch`` every process runs this; each run trains on all of them, and only the
+    main process writes the recipe and the tables."""
+    out = Path(out_dir)
+    state = PartialState()
+    if state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        check_recipe(out / RECIPE_NAME, comparison)
+    state.wait_for_everyone()
+    pairs = [(m, s) for m in comparison.methods for s in comparison.seeds]
+    for index, (method, seed) in enumerate(pairs, 1):
+        directory = run_dir(out, method, seed)
+        if (directory / RESULTS_NAME).is_file():
+            log(f"[{index}/{len(pairs)}] {method} seed {seed}: finished, kept ({directory})")
+            continue
+        resume = directory.is_dir()
+        log(f"[{index}/{len(pairs)}] {method} seed {seed}: {'resuming' if resume else 'training'} -> {directory}")
+        train(comparison.run_config(method, seed), directory, resume=resume)
+    rows = [summarize_method(out, method, comparison.seeds) for method in comparison.methods]
+    if state.is_main_process:
+        write_tables(out, rows)
+    return rows
+
+
+def check_recipe(path: Path, comparison: Comparison) -> None:
+    """Save the recipe on the first call; later calls must use the same one."""
+    current = comparison.saved_form()
+    if not path.is_file():
+        path.write_text(yaml.safe_dump(current, sort_keys=False))
+        return
+    saved = yaml.safe_load(path.read_text())
+    if saved != current:
+        changed = sorted(k for k in set(_flat(saved)) | set(_flat(current)) if _flat(saved).get(k) != _flat(current).get(k))
+        raise ComparisonError(
+            f"{path.parent} holds a comparison of another recipe (changed: {', '.join(changed)}); "
+            "choose another --out, or delete the runs that no longer apply and the saved recipe.yaml"
+        )
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix.rstrip("."): data}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        flat.update(_flat(value, f"{prefix}{key}."))
+    return flat
+
+
+# --- collecting results ---------------------------------------------------------------------------
+
+def step_time(directory: Path, batch_size: int) -> float:
+    """Seconds per training step: the median over ``train_log.jsonl`` windows of ``batch_size / examples_per_s``."""
+    log_path = directory / "train_log.jsonl"
+    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    if not records:
+        raise ComparisonError(f"{log_path} has no training records")
+    return statistics.median(batch_size / r["examples_per_s"] for r in records)
+
+
+def parameter_counts(directory: Path) -> tuple[int, int]:
+    """(added, backbone) parameters of a finished run, from its saved configs and the closed-form formulas."""
+    model_dir = directory / "final" / "model"
+    meta = json.loads((model_dir / "method_config.json").read_text())
+    for key in _SAVED_META_KEYS:
+        meta.pop(key, None)
+    backbone_config = AutoConfig.from_pretrained(model_dir / "backbone")
+    added = added_parameters(MethodConfig.from_dict(meta), BackboneShape.from_config(backbone_config))
+    return added, count_backbone_parameters(backbone_config)
+
+
+def read_run(directory: Path) -> dict[str, Any]:
+    """One finished run: per-task metrics and average (best checkpoint per task), step time, parameters."""
+    results = json.loads((directory / RESULTS_NAME).read_text())
+    best = results["best_per_task"]
+    batch_size = results["train"]["examples"] // max(1, results["train"]["steps"])
+    added, backbone = parameter_counts(directory)
+    return {
+        "metrics": {task: dict(r["metrics"]) for task, r in best["tasks"].items()},
+        "average": best["average"],
+        "step_time": step_time(directory, batch_size),
+        "added_parameters": added,
+        "backbone_parameters": backbone,
+    }
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarize_method(out_dir: Path, method: str, seeds: list[int]) -> dict[str, Any]:
+    """A table row: each task metric and the average as (mean, std) over seeds, parameters, step time."""
+    runs = [read_run(run_dir(out_dir, method, seed)) for seed in seeds]
+    first = runs[0]
+    metrics = {
+        (task, metric): mean_std([run["metrics"][task][metric] for run in runs])
+        for task, values in first["metrics"].items() for metric in values
+    }
+    return {
+        "method": method,
+        "seeds": seeds,
+        "metrics": metrics,
+        "average": mean_std([run["average"] for run in runs]),
+        "added_parameters": first["added_parameters"],
+        "added_percent": 100 * first["added_parameters"] / first["backbone_parameters"],
+        "step_time": statistics.fmean(run["step_time"] for run in runs),
+    }
+
+
+# --- tables -----------------------------------------------------------------------------------------
+
+def _relative_step_times(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    reference = next((row["step_time"] for row in rows if row["method"] == "mtl"), None)
+    return {row["method"]: None if reference is None else row["step_time"] / reference for row in rows}
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    columns: list[tuple[str, str]] = []
+    for row in rows:
+        columns += [key for key in row["metrics"] if key not in columns]
+    return columns
+
+
+def comparison_csv(rows: list[dict[str, Any]]) -> str:
+    """The table as CSV, full precision: ``<task>/<metric>_mean``, ``..._std`` columns and the rest."""
+    columns = _columns(rows)
+    relative = _relative_step_times(rows)
+    header = ["method", "seeds"]
+    for task, metric in columns:
+        header += [f"{task}/{metric}_mean", f"{task}/{metric}_std"]
+    header += ["average_mean", "average_std", "added_parameters", "added_percent", "step_time_s", "step_time_vs_mtl"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        line: list[Any] = [row["method"], len(row["seeds"])]
+        for key in columns:
+            line += list(row["metrics"].get(key, ("", "")))
+        line += [*row["average"], row["added_parameters"], row["added_percent"], row["step_time"],
+                 "" if relative[row["method"]] is None else relative[row["method"]]]
+        writer.writerow(line)  # floats at full precision (str(float) round-trips)
+    return buffer.getvalue()
+
+
+def _short_task(task: str) -> str:
+    return task.split("/", 1)[-1]
+
+
+def comparison_markdown(rows: list[dict[str, Any]]) -> str:
+    """The table as Markdown: mean ± std over seeds, two decimals."""
+    columns = _columns(rows)
+    relative = _relative_step_times(rows)
+    header = ["method", *(f"{_short_task(t)} {m}" for t, m in columns), "average", "added params", "step time"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["method"]]
+        for key in columns:
+            cells.append(_pm(row["metrics"][key]) if key in row["metrics"] else "")
+        rel = relative[row["method"]]
+        timing = f"{1000 * row['step_time']:.0f} ms" + ("" if rel is None else f" ({rel:.2f}x)")
+        cells += [f"**{_pm(row['average'])}**", f"{row['added_parameters']:,} ({row['added_percent']:.2f}%)", timing]
+        lines.append("| " + " | ".join(cells) + " |")
+    seeds = rows[0]["seeds"] if rows else []
+    note = (f"\nMean ± sample std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); per-task best checkpoint; "
+            "added params as % of the backbone; step time: median training step (relative to mtl).\n")
+    return "\n".join(lines) + "\n" + note
+
+
+def _pm(value: tuple[float, float]) -> str:
+    mean, std = value
+    return "n/a" if math.isnan(mean) else f"{mean:.2f} ± {std:.2f}"
+
+
+def write_tables(out_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Write ``comparison.csv`` and ``comparison.md`` into ``out_dir``."""
+    (out_dir / "comparison.csv").write_text(comparison_csv(rows))
+    (out_dir / "comparison.md").write_text(comparison_markdown(rows))

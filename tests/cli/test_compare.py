@@ -1,0 +1,123 @@
+"""`hyperprompt compare`: real tiny runs, a table that equals the per-run results, resuming without retraining."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hyperprompt.cli import compare as compare_command
+from hyperprompt.training import compare as compare_module
+from hyperprompt.training.compare import ComparisonError, load_comparison
+
+RECIPE = {
+    "model": "t5-tiny",
+    "model_overrides": {"d_model": 32, "d_ff": 64, "num_heads": 2, "d_kv": 16, "num_layers": 1},
+    "tasks": ["synthetic/conflict_first", "synthetic/conflict_last"],
+    "task_prefix": True,
+    "max_input_length": 32,
+    "max_target_length": 4,
+    "batch_size": 8,
+    "max_steps": 4,
+    "log_every": 2,
+    "save_every": 4,
+    "optimizer": {"name": "adamw", "lr": 3.0e-3},
+    "eval": {"max_examples_per_task": 8, "batch_size": 8, "max_new_tokens": 2},
+    "compare": {"methods": ["mtl", "prompt-tuning"], "seeds": 2,
+                "method_settings": {"prompt-tuning": {"prompt_length": 2}}},
+}
+
+
+def run_cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    compare_command.add_parser(parser.add_subparsers())  # `hyperprompt compare`
+    return compare_command.run(parser.parse_args(["compare", *argv]))
+
+
+@pytest.fixture
+def recipe(tmp_path: Path) -> Path:
+    path = tmp_path / "compare-tiny.yaml"
+    path.write_text(yaml.safe_dump(RECIPE))
+    return path
+
+
+def read_csv(path: Path) -> dict[str, dict[str, str]]:
+    with open(path) as f:
+        return {row["method"]: row for row in csv.DictReader(f)}
+
+
+def test_compare_writes_table_equal_to_runs_and_resumes_without_retraining(recipe, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "cmp"
+    assert run_cli(str(recipe), "--out", str(out)) == 0
+    table = read_csv(out / "comparison.csv")
+    assert list(table) == ["mtl", "prompt-tuning"]
+    tasks = RECIPE["tasks"]
+    for method, row in table.items():
+        results = [json.loads((out / "runs" / method / f"seed-{s}" / "results.json").read_text()) for s in (0, 1)]
+        assert [r["method"] for r in results] == [method, method]
+        for task in tasks:
+            values = [r["best_per_task"]["tasks"][task]["metrics"]["accuracy"] for r in results]
+            assert float(row[f"{task}/accuracy_mean"]) == pytest.approx(statistics.fmean(values), abs=1e-12)
+            assert float(row[f"{task}/accuracy_std"]) == pytest.approx(statistics.stdev(values), abs=1e-12)
+        averages = [r["best_per_task"]["average"] for r in results]
+        assert float(row["average_mean"]) == pytest.approx(statistics.fmean(averages), abs=1e-12)
+        assert row["seeds"] == "2"
+    assert table["mtl"]["added_parameters"] == "0" and float(table["mtl"]["step_time_vs_mtl"]) == 1.0
+    assert int(table["prompt-tuning"]["added_parameters"]) == 2 * 2 * 32  # tasks x prompt_length x d_model
+    assert float(table["prompt-tuning"]["step_time_s"]) > 0
+    markdown = (out / "comparison.md").read_text()
+    assert markdown.startswith("| method | conflict_first accuracy | conflict_last accuracy | average |")
+    mean, std = float(table["mtl"]["average_mean"]), float(table["mtl"]["average_std"])
+    assert "| mtl | " in markdown and f"**{mean:.2f} ± {std:.2f}**" in markdown
+    first_table = (out / "comparison.csv").read_text()
+
+    calls = []
+
+    def recording_train(config, out_dir, resume=False):
+        calls.append((config.method, config.seed, resume))
+        return real_train(config, out_dir, resume=resume)
+
+    real_train = compare_module.train
+    monkeypatch.setattr(compare_module, "train", recording_train)
+    assert run_cli(str(recipe), "--out", str(out)) == 0  # everything finished: nothing retrains
+    assert calls == []
+    assert (out / "comparison.csv").read_text() == first_table
+
+    (out / "runs" / "mtl" / "seed-1" / "results.json").unlink()  # an interrupted run is resumed, not restarted
+    assert run_cli(str(recipe), "--out", str(out), "--seeds", "2") == 0
+    assert calls == [("mtl", 1, True)]
+    assert (out / "comparison.csv").read_text() == first_table
+    assert "| prompt-tuning |" in capsys.readouterr().out
+
+
+def test_compare_refuses_another_recipe_in_the_same_out(recipe, tmp_path):
+    comparison = load_comparison(recipe, methods=["mtl"], seeds=1)
+    out = tmp_path / "cmp"
+    out.mkdir()
+    compare_module.check_recipe(out / "recipe.yaml", comparison)
+    changed = load_comparison(recipe, methods=["mtl"], seeds=1, overrides=["max_steps=5"])
+    with pytest.raises(ComparisonError, match="changed: recipe.max_steps"):
+        compare_module.check_recipe(out / "recipe.yaml", changed)
+    compare_module.check_recipe(out / "recipe.yaml", load_comparison(recipe, methods=["mtl", "adapter"], seeds=3))
+
+
+def test_compare_settings_and_errors(recipe, capsys):
+    comparison = load_comparison(recipe, methods=["prompt-tuning", "hyperprompt-share"], seeds=3)
+    assert comparison.seeds == [0, 1, 2]
+    assert comparison.run_config("prompt-tuning", 2).method_config(["a"]).prompt_length == 2
+    config = comparison.run_config("hyperprompt-share", 1)
+    assert (config.method, config.seed, config.method_settings) == ("hyperprompt-share", 1, {})
+    with pytest.raises(ComparisonError, match="unknown method.*'promt-tuning'"):
+        load_comparison(recipe, methods=["promt-tuning"])
+    bad = yaml.safe_load(recipe.read_text())
+    bad["compare"]["method_settings"]["prompt-tuning"] = {"prompt_len": 3}
+    recipe.write_text(yaml.safe_dump(bad))
+    with pytest.raises(ComparisonError, match="method 'prompt-tuning'.*prompt_len"):
+        load_comparison(recipe)
+    assert run_cli(str(recipe), "--methods", "mtl,prompt-tuning") == 2
+    assert "prompt_len" in capsys.readouterr().err
