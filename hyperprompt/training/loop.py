@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from transformers import Adafactor
 from transformers.utils import logging as hf_logging
 
-from hyperprompt.data import Mixture, MixtureBatches, Seq2SeqCollator, benchmark_score, encode_task
+from hyperprompt.data import EncodedSplit, Mixture, Seq2SeqCollator, benchmark_score, encode_task
 from hyperprompt.training.builder import (
     build_model,
     build_tasks,
@@ -180,7 +180,6 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
     if config.batch_size % (accum * world):
         raise ValueError(f"batch_size {config.batch_size} is not divisible by gradient_accumulation_steps ({accum}) "
                          f"x processes ({world})")
-    micro_batch = config.batch_size // (accum * world)
     if not resume and (checkpoint_dirs(out) or (out / "final").exists()):
         raise RunDirError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
 
@@ -210,8 +209,10 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
         eval_splits = [encode_task(t, config.eval.split, tokenizer, *lengths, cache_dir=cache_dir) for t in tasks]
     mix = config.mixture
     mixture = Mixture(tasks, mix.rate, mix.cap, mix.temperature, sizes=[len(s) for s in train_splits])
-    sampler = mixture.sampler(micro_batch, config.seed, mixed=mix.mixed, num_replicas=world, rank=rank)
-    batches = MixtureBatches(train_splits, sampler, Seq2SeqCollator(tokenizer.pad_token_id))
+    # Each process gets its share of every global batch and splits it into micro-batches, so the
+    # examples of a step do not depend on the number of processes or accumulation steps.
+    sampler = mixture.sampler(config.batch_size // world, config.seed, mixed=mix.mixed, num_replicas=world, rank=rank)
+    collate = Seq2SeqCollator(tokenizer.pad_token_id)
 
     # --- model, optimizer, resume ----------------------------------------------------------------
     model = build_model(config, tokenizer, [t.name for t in tasks])
@@ -296,18 +297,18 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
     window = {"time": time.time(), "steps": 0, "loss": 0.0}
     train_started, train_steps = time.time(), 0
     device = accelerator.device
-    iterator = iter(batches)
+    iterator = micro_batches(sampler, train_splits, collate, accum)
     model.train()
     with stop.installed():
         while step < config.max_steps:
             lr = learning_rate(step, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            micro_batches = [next(iterator) for _ in range(accum)]
-            local_tokens = sum(int((b["labels"] != -100).sum()) for b in micro_batches)
+            step_batches = next(iterator)
+            local_tokens = sum(int((b["labels"] != -100).sum()) for b in step_batches)
             tokens = accelerator.reduce(torch.tensor(local_tokens, device=device), "sum").item()
             loss_sum = torch.zeros((), device=device)
-            for i, batch in enumerate(micro_batches):
+            for i, batch in enumerate(step_batches):
                 batch = {k: v.to(device) for k, v in batch.items()}
                 n = int((batch["labels"] != -100).sum())
                 sync = contextlib.nullcontext() if i == accum - 1 else accelerator.no_sync(model)
@@ -382,6 +383,14 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
 
 
 # --- helpers ----------------------------------------------------------------------------------------
+
+def micro_batches(sampler: Any, splits: list[EncodedSplit], collate: Seq2SeqCollator,
+                  accum: int) -> Iterator[list[dict[str, torch.Tensor]]]:
+    """Per optimizer step, this process's examples as ``accum`` collated micro-batches."""
+    for batch in sampler:
+        size = len(batch) // accum
+        yield [collate([splits[t].feature(i, t) for t, i in batch[k * size:(k + 1) * size]]) for k in range(accum)]
+
 
 def resolved(config: TrainConfig, task_names: list[str]) -> TrainConfig:
     """The config as the run saves it: canonical task names and absolute paths."""

@@ -12,16 +12,28 @@ from hyperprompt.model import MultiTaskT5
 from hyperprompt.training.evaluate import encode_texts, generate_texts
 
 
+class _Record(dict):
+    """A record that answers ``fill`` for a missing field and remembers which were asked for."""
+
+    def __init__(self, data: dict[str, Any], fill: str):
+        super().__init__(data)
+        self.fill, self.missing = fill, set()
+
+    def __missing__(self, key: str) -> str:
+        self.missing.add(key)
+        return self.fill
+
+
 def input_text(task: Task, record: dict[str, Any]) -> str:
     """The model input for ``record``: its ``inputs`` field if present, else the task's preprocessing
-    of the raw fields (Hugging Face schema, as ``task.load`` returns them; the label may be missing)."""
+    of the raw fields (Hugging Face schema, as ``task.load`` returns them). Fields that only shape the
+    target (the label) may be missing; a missing input field is an error that names it."""
     if "inputs" in record:
         if not isinstance(record["inputs"], str):
             raise ValueError(f"'inputs' must be a string, got {record['inputs']!r}")
         return record["inputs"]
     filled = dict(record)
-    label = filled.get("label")
-    names = task.label_names
+    label, names = filled.get("label"), task.label_names
     if names is not None and isinstance(label, str) and label in names:
         filled["label"] = names.index(label)  # an official file's label name
     elif names is not None and not (isinstance(label, int) and 0 <= label < len(names)):
@@ -29,13 +41,22 @@ def input_text(task: Task, record: dict[str, Any]) -> str:
     elif names is None and not isinstance(label, int | float):
         filled["label"] = 0.0
     filled.setdefault("answers", [])
-    try:
-        # TODO(data): use a public per-record formatter of Task once hyperprompt.data has one.
-        inputs, _ = task._preprocess(filled)
-    except (KeyError, TypeError, IndexError) as error:
-        raise ValueError(f"{task.name}: cannot build the input from {sorted(record)} (missing {error}); give the "
-                         "task's input fields or an 'inputs' string") from None
-    return f"{task.text_prefix} {inputs}" if task.prefix and task.text_prefix else inputs
+    # Preprocess twice with different fillers for missing fields: if the input text changes, an
+    # input field is missing. (TODO(data): a public per-record formatter on Task would replace this.)
+    texts, missing = [], set()
+    for fill in ("", "\u2063"):
+        probe = _Record(filled, fill)
+        try:
+            inputs, _ = task._preprocess(probe)
+        except (KeyError, TypeError, IndexError, ValueError) as error:
+            raise ValueError(f"{task.name}: cannot build the input from the fields {sorted(record)} ({error!r}); "
+                             "give the task's input fields or an 'inputs' string") from None
+        texts.append(inputs)
+        missing |= probe.missing
+    if texts[0] != texts[1]:
+        raise ValueError(f"{task.name}: the example lacks the input field(s) {sorted(missing)}; "
+                         "give the task's input fields or an 'inputs' string")
+    return f"{task.text_prefix} {texts[0]}" if task.prefix and task.text_prefix else texts[0]
 
 
 def predict_records(
