@@ -12,7 +12,7 @@ A comparison recipe is a training recipe (``docs/training.md``) with an optional
         prompt-tuning: {prompt_length: 20}
 
 Each (method, seed) trains with :func:`~hyperprompt.training.train` into ``OUT/runs/<method>/seed-<seed>/``
-(seeds are ``seed, seed + 1, ...`` from the recipe's ``seed``). A run whose ``results.json`` exists is
+(seeds are ``seed, seed + 1, ...`` from the recipe's ``seed``; every method of a seed before the next seed). A run whose ``results.json`` exists is
 finished and is not recomputed; a run directory without one is resumed from its latest checkpoint.
 ``OUT/recipe.yaml`` keeps the recipe, so a later call with a different one stops instead of mixing runs.
 
@@ -145,7 +145,9 @@ def run_comparison(
         out.mkdir(parents=True, exist_ok=True)
         check_recipe(out / RECIPE_NAME, comparison)
     state.wait_for_everyone()
-    pairs = [(m, s) for m in comparison.methods for s in comparison.seeds]
+    # seed-major order: load drift on a shared machine then affects every method's step time alike,
+    # and an interrupted comparison already has whole seeds of every method
+    pairs = [(m, s) for s in comparison.seeds for m in comparison.methods]
     for index, (method, seed) in enumerate(pairs, 1):
         directory = run_dir(out, method, seed)
         if (directory / RESULTS_NAME).is_file():

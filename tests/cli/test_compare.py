@@ -52,8 +52,18 @@ def read_csv(path: Path) -> dict[str, dict[str, str]]:
 
 
 def test_compare_writes_table_equal_to_runs_and_resumes_without_retraining(recipe, tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def recording_train(config, out_dir, resume=False):
+        calls.append((config.method, config.seed, resume))
+        return real_train(config, out_dir, resume=resume)
+
+    real_train = compare_module.train
+    monkeypatch.setattr(compare_module, "train", recording_train)
     out = tmp_path / "cmp"
     assert run_cli(str(recipe), "--out", str(out)) == 0
+    # every method of a seed before the next seed
+    assert calls == [("mtl", 0, False), ("prompt-tuning", 0, False), ("mtl", 1, False), ("prompt-tuning", 1, False)]
     table = read_csv(out / "comparison.csv")
     assert list(table) == ["mtl", "prompt-tuning"]
     tasks = RECIPE["tasks"]
@@ -67,23 +77,22 @@ def test_compare_writes_table_equal_to_runs_and_resumes_without_retraining(recip
         averages = [r["best_per_task"]["average"] for r in results]
         assert float(row["average_mean"]) == pytest.approx(statistics.fmean(averages), abs=1e-12)
         assert row["seeds"] == "2"
+        step_times = []
+        for seed in (0, 1):
+            log = (out / "runs" / method / f"seed-{seed}" / "train_log.jsonl").read_text().splitlines()
+            step_times.append(statistics.median(8 / json.loads(line)["examples_per_s"] for line in log))
+        assert float(row["step_time_s"]) == pytest.approx(statistics.fmean(step_times), rel=1e-12)
     assert table["mtl"]["added_parameters"] == "0" and float(table["mtl"]["step_time_vs_mtl"]) == 1.0
     assert int(table["prompt-tuning"]["added_parameters"]) == 2 * 2 * 32  # tasks x prompt_length x d_model
-    assert float(table["prompt-tuning"]["step_time_s"]) > 0
+    relative = float(table["prompt-tuning"]["step_time_s"]) / float(table["mtl"]["step_time_s"])
+    assert float(table["prompt-tuning"]["step_time_vs_mtl"]) == pytest.approx(relative, rel=1e-12)
     markdown = (out / "comparison.md").read_text()
     assert markdown.startswith("| method | conflict_first accuracy | conflict_last accuracy | average |")
     mean, std = float(table["mtl"]["average_mean"]), float(table["mtl"]["average_std"])
     assert "| mtl | " in markdown and f"**{mean:.2f} ± {std:.2f}**" in markdown
     first_table = (out / "comparison.csv").read_text()
 
-    calls = []
-
-    def recording_train(config, out_dir, resume=False):
-        calls.append((config.method, config.seed, resume))
-        return real_train(config, out_dir, resume=resume)
-
-    real_train = compare_module.train
-    monkeypatch.setattr(compare_module, "train", recording_train)
+    calls.clear()
     assert run_cli(str(recipe), "--out", str(out)) == 0  # everything finished: nothing retrains
     assert calls == []
     assert (out / "comparison.csv").read_text() == first_table
