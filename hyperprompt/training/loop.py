@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm.auto import tqdm
 from transformers import Adafactor
@@ -165,6 +166,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> dic
 
 def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
     started = time.time()
+    # accelerate keeps one AcceleratorState per process; a new run may use another precision.
+    AcceleratorState._reset_state(reset_partial_state=False)
     # Several processes without GPUs (torchrun on CPUs): accelerate needs cpu=True to pick gloo.
     cpu_only = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
     accelerator = Accelerator(
