@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
@@ -157,11 +159,14 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> dic
     threads = torch.get_num_threads()
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    hf_logging.disable_progress_bar()  # no bar per checkpoint write
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar per checkpoint
     try:
         return _train(config, Path(out_dir), resume)
     finally:
         torch.set_num_threads(threads)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
@@ -185,6 +190,8 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
                          f"x processes ({world})")
     if not resume and (checkpoint_dirs(out) or (out / "final").exists()):
         raise RunDirError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
 
     def say(message: str) -> None:
         if main:
@@ -297,6 +304,11 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
     stop = StopRequest()
     bar = tqdm(total=config.max_steps, initial=step, desc="train", dynamic_ncols=True,
                disable=not (main and sys.stderr.isatty()))
+
+    def close_logs() -> None:
+        bar.close()
+        if writer is not None:
+            writer.flush()
     window = {"time": time.time(), "steps": 0, "loss": 0.0}
     train_started, train_steps = time.time(), 0
     device = accelerator.device
@@ -308,12 +320,11 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             step_batches = next(iterator)
-            local_tokens = sum(int((b["labels"] != -100).sum()) for b in step_batches)
-            tokens = accelerator.reduce(torch.tensor(local_tokens, device=device), "sum").item()
+            counts = [int((b["labels"] != -100).sum()) for b in step_batches]  # target tokens, on the CPU
+            tokens = accelerator.reduce(torch.tensor(sum(counts), device=device), "sum")
             loss_sum = torch.zeros((), device=device)
-            for i, batch in enumerate(step_batches):
-                batch = {k: v.to(device) for k, v in batch.items()}
-                n = int((batch["labels"] != -100).sum())
+            for i, (batch, n) in enumerate(zip(step_batches, counts, strict=True)):
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 sync = contextlib.nullcontext() if i == accum - 1 else accelerator.no_sync(model)
                 with sync:
                     loss = model(**batch).loss  # mean over this micro-batch's target tokens
@@ -322,7 +333,7 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
             train_loss = (accelerator.reduce(loss_sum, "sum") / tokens).item()
             if not math.isfinite(train_loss):
                 optimizer.zero_grad(set_to_none=True)
-                bar.close()
+                close_logs()
                 raise NonFiniteLossError(step + 1, train_loss, checkpoint_dirs(out)[-1] if checkpoint_dirs(out) else None)
             if config.max_grad_norm is not None:
                 accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -361,10 +372,10 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
             if world > 1:
                 stop_now = bool(accelerator.reduce(torch.tensor(int(stop_now), device=device), "max").item())
             if stop_now:
-                bar.close()
+                close_logs()
                 checkpoint = save(step) if last_saved != step else checkpoint_dirs(out)[-1]
                 raise TrainingInterrupted(step, checkpoint)
-    bar.close()
+    close_logs()
     train_time = time.time() - train_started
 
     # --- the end: final evaluation, checkpoints, results -------------------------------------------
@@ -377,9 +388,10 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
     results = build_results(config, state, step, train_steps, train_time, time.time() - started)
     if main:
         (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        writer.close()
         say(summary_table(results))
         say(f"wrote {out / 'results.json'}, {out / 'metrics.jsonl'}, {out / 'final'}/ and {out / 'best'}/")
+    if writer is not None:
+        writer.close()
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return results
@@ -414,8 +426,6 @@ def resolved(config: TrainConfig, task_names: list[str]) -> TrainConfig:
 def warn_if_config_changed(path: Path, config: TrainConfig, say: Any) -> None:
     if not path.is_file():
         return
-    import yaml
-
     old = _flatten(yaml.safe_load(path.read_text()) or {})
     new = _flatten(config.to_dict())
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -465,8 +475,6 @@ def save_best(out: Path, names: list[str], model: Any, tokenizer: Any, config: T
     for name in names:
         info = best["overall"] if name == "overall" else best["tasks"][name]
         link_copy(staging, out / "best" / name, extra={"best.json": {"name": name, **info}})
-    import shutil
-
     shutil.rmtree(staging, ignore_errors=True)
 
 
