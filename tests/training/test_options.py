@@ -39,3 +39,13 @@ def test_gradient_checkpointing_gives_the_same_losses(tools, tmp_path):
 def test_training_options(overrides, tools, tmp_path):
     losses = short_run(tools, tmp_path, *overrides)
     assert len(losses) == 3 and all(0 < loss < 20 for loss in losses)
+
+
+def test_a_local_model_directory_and_tokenizer(tools, tmp_path):
+    short_run(tools, tmp_path / "first", "method=mtl")
+    saved = tmp_path / "first" / "run"
+    losses = short_run(tools, tmp_path / "second", f"model={saved / 'final' / 'model' / 'backbone'}",
+                       f"tokenizer={saved / 'tokenizer'}", "method=hyperprompt-share")
+    assert len(losses) == 3
+    config = load_config(tmp_path / "second" / "run" / "config.yaml")
+    assert config.model == str(saved / "final" / "model" / "backbone")  # absolute paths in the saved recipe
