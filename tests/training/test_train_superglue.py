@@ -131,8 +131,11 @@ def test_resume_falls_back_from_a_corrupt_checkpoint(run, tmp_path, caplog, supe
     log = [json.loads(line) for line in (copy / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [5, 10, 15, 20, 25, 30, 35, 40, 45]  # steps 21-40 were trained again
     assert results["final"]["step"] == 45 and results["train"]["steps_this_session"] == 25
-    with pytest.raises(CheckpointError, match="cannot load the model in .*step-00000040"):
-        load_run_checkpoint(copy / "checkpoints" / "step-00000040")
+    assert load_run_checkpoint(copy / "checkpoints" / "step-00000040").model  # written again, readable
+    final = copy / "final" / "model" / "backbone" / "model.safetensors"
+    final.write_bytes(final.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="cannot load the model in .*final"):
+        load_run_checkpoint(copy / "final")
 
 
 def test_a_second_run_into_the_same_directory_is_refused(run, capsys):
