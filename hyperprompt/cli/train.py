@@ -31,6 +31,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
+    from accelerate import PartialState
+
     from hyperprompt.data import DataFormatError
     from hyperprompt.training import (
         CheckpointError,
@@ -59,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(error), 2)
     try:
         train(config, args.out, resume=args.resume)
+        PartialState().destroy_process_group()  # several processes: tear down while all are here
     except TrainingInterrupted as stop:
         print(str(stop), file=sys.stderr)
         return 130

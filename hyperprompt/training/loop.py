@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import math
@@ -393,7 +394,13 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
     if writer is not None:
         writer.close()
     accelerator.wait_for_everyone()
-    accelerator.end_training()
+    # Free the DDP wrapper (its reducer holds the process group) while every process is still here:
+    # gloo torn down after a peer has exited can hang. The process group itself stays up, so that
+    # train() can run again in this process; the CLI destroys it before exiting.
+    accelerator.free_memory()
+    del model
+    gc.collect()
+    accelerator.wait_for_everyone()
     return results
 
 

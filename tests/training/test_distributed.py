@@ -12,12 +12,15 @@ import torch
 
 from hyperprompt.training import load_config, train
 
-LOSS_RTOL = 1e-5  # per-step loss, relative
-WEIGHT_ATOL = 1e-4  # final weights after 8 AdamW steps (the observed difference is ~4e-6)
+LOSS_RTOL = 1e-5  # per-step loss, relative (observed: ~1.4e-7)
+WEIGHT_ATOL = 1e-4  # final weights after 8 AdamW steps (observed: ~1e-6)
 
 
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, tools):
-    recipe = {**tools.SYNTHETIC_RECIPE, "model_overrides": {"dropout_rate": 0.0}, "eval_every": 4}
+    # AdamW's default eps turns float-level differences in near-zero gradients into full-size (sign-like)
+    # updates; a larger eps keeps the comparison about the data-parallel arithmetic, not that amplification.
+    recipe = {**tools.SYNTHETIC_RECIPE, "model_overrides": {"dropout_rate": 0.0}, "eval_every": 4,
+              "optimizer": {"name": "adamw", "lr": 3.0e-3, "eps": 1.0e-3}}
     config = tools.write_recipe(tmp_path / "recipe.yaml", recipe)
     two = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
