@@ -310,8 +310,8 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
         bar.close()
         if writer is not None:
             writer.flush()
-    window = {"time": time.time(), "steps": 0, "loss": 0.0}
-    train_started, train_steps = time.time(), 0
+    window = {"time": time.time(), "paused": 0.0, "steps": 0, "loss": 0.0}  # paused: evaluation and saving
+    train_started, train_steps, paused_total = time.time(), 0, 0.0
     device = accelerator.device
     iterator = micro_batches(sampler, train_splits, collate, accum)
     model.train()
@@ -345,7 +345,7 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
             window["steps"] += 1
             window["loss"] += train_loss
 
-            elapsed = time.time() - window["time"]
+            elapsed = time.time() - window["time"] - window["paused"]
             rate = window["steps"] * config.batch_size / max(elapsed, 1e-9)
             bar.update(1)
             bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}", ex_s=f"{rate:.1f}", refresh=False)
@@ -360,15 +360,16 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
                     eta = (config.max_steps - step) * elapsed / window["steps"]
                     say(f"step {step}/{config.max_steps} | loss {record['loss']:.4f} | lr {lr:.2e} | "
                         f"{rate:.1f} ex/s | eta {format_duration(eta)}")
-                window = {"time": time.time(), "steps": 0, "loss": 0.0}
+                window = {"time": time.time(), "paused": 0.0, "steps": 0, "loss": 0.0}
 
+            paused = time.time()
             if config.eval_every and step % config.eval_every == 0:
                 evaluate(step)
-                window["time"] = time.time()
             if step % config.save_every == 0:
                 save(step)
                 last_saved = step
-                window["time"] = time.time()
+            window["paused"] += time.time() - paused
+            paused_total += time.time() - paused
             stop_now = stop.requested
             if world > 1:
                 stop_now = bool(accelerator.reduce(torch.tensor(int(stop_now), device=device), "max").item())
@@ -377,7 +378,7 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
                 checkpoint = save(step) if last_saved != step else checkpoint_dirs(out)[-1]
                 raise TrainingInterrupted(step, checkpoint)
     close_logs()
-    train_time = time.time() - train_started
+    train_time = time.time() - train_started - paused_total  # without evaluation and checkpoints
 
     # --- the end: final evaluation, checkpoints, results -------------------------------------------
     if state["last_eval"] is None or state["last_eval"]["step"] != step:
