@@ -114,6 +114,13 @@ class HyperPromptConfig(MethodConfig):
         prompt_init_std: std of the global prompts P_tau at initialisation.
         hypernetwork_init_scale: the generated prompts have entries of about this std at initialisation
             (the local hypernetworks -- stored or generated -- start as variance-preserving maps).
+        normalize_layer_task_embedding: LayerNorm (no affine) on I = h_t([k; z]) before the global
+            hypernetworks, as HyperFormer++ does with its hypernetwork input (Global). Keeps the generated
+            weights' scale from compounding with h_t's during training.
+        scale_generators: give W^D, W^U a 1/t output multiplier (and a sqrt(t) larger init, so the generated
+            weights start the same): an Adam/Adafactor step then moves the generated D, U about as much
+            as it moves a stored weight, instead of ~t times more (Global). Without both, the generated
+            prompts diverged in our tiny from-scratch runs (docs/method.md).
         compute_all_tasks: in training, generate prompts for every task rather than only the tasks present
             in the batch; avoids a data-dependent `torch.unique` (a host sync, a graph break under
             `torch.compile`) at the price of work for absent tasks. Same results either way.
@@ -129,6 +136,8 @@ class HyperPromptConfig(MethodConfig):
     task_hidden_dim: int = 128
     prompt_init_std: float = 1.0
     hypernetwork_init_scale: float = 1.0
+    normalize_layer_task_embedding: bool = True
+    scale_generators: bool = True
     compute_all_tasks: bool = False
 
     method_names: ClassVar[tuple[str, ...]] = tuple(f"hyperprompt-{v}" for v in HYPERPROMPT_VARIANTS)

@@ -71,6 +71,9 @@ class HyperPromptGenerator(nn.Module):
             self.task_embedding = nn.Parameter(torch.empty(T, t_in))  # k_tau
             self.layer_embedding = nn.Parameter(torch.empty(sum(self.num_layers.values()), t_in))  # z_m
             self.task_mlp = nn.Sequential(nn.Linear(2 * t_in, e), nn.ReLU(), nn.Linear(e, t))  # h_t
+            if config.normalize_layer_task_embedding:
+                self.task_mlp.append(nn.LayerNorm(t, elementwise_affine=False))
+            self.generator_multiplier = 1.0 / t if config.scale_generators else 1.0
             self.down_generator = nn.Parameter(torch.empty(2, t, b * d))  # W^{D_k}, W^{D_v} (as [t, b*d])
             self.up_generator = nn.Parameter(torch.empty(2, t, y * b))  # W^{U_k}, W^{U_v}
         self.reset_parameters()
@@ -100,8 +103,10 @@ class HyperPromptGenerator(nn.Module):
             nn.init.normal_(last.weight, std=math.sqrt(2.0 / e))
             nn.init.zeros_(first.bias)
             nn.init.zeros_(last.bias)
-            nn.init.normal_(self.down_generator, std=down_std / math.sqrt(t))
-            nn.init.normal_(self.up_generator, std=up_std / math.sqrt(t))
+            # generated D = multiplier * W^D I with |I|^2 ~ t: std(D) = multiplier * std(W^D) * sqrt(t)
+            generator_std = 1.0 / (self.generator_multiplier * math.sqrt(t))
+            nn.init.normal_(self.down_generator, std=down_std * generator_std)
+            nn.init.normal_(self.up_generator, std=up_std * generator_std)
 
     def per_task_parameters(self) -> dict[str, nn.Parameter]:
         """Parameters whose first dimension indexes tasks: only task tau's loss may update row tau."""
@@ -141,6 +146,7 @@ class HyperPromptGenerator(nn.Module):
                 down, up = self.down[stack][tasks], self.up[stack][tasks]
             else:
                 I = embedding[:, offset:offset + M]  # noqa: E741  (the paper's symbol)
+                I = I * self.generator_multiplier  # noqa: E741
                 down = torch.einsum("rmt,ktx->rmkx", I, self.down_generator).reshape(R, M, 2, b, d)
                 up = torch.einsum("rmt,ktx->rmkx", I, self.up_generator).reshape(R, M, 2, y, b)
             offset += M

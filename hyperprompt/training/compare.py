@@ -64,7 +64,8 @@ class Comparison:
         recipe: the training recipe as plain data (without its ``compare`` section).
         methods: method names, in table order.
         seeds: the seed of each repetition.
-        method_settings: ``{method: settings}`` replacing the recipe's ``method_settings`` for that method.
+        method_settings: ``{method: settings}`` replacing the recipe's ``method_settings`` for that method
+            (the recipe's apply to its ``method``, or to every method when it names none).
     """
 
     recipe: dict[str, Any]
@@ -76,8 +77,11 @@ class Comparison:
         """The training recipe of one (method, seed)."""
         data = copy.deepcopy(self.recipe)
         settings = self.method_settings.get(method)
-        if settings is None:  # the recipe's own settings belong to the recipe's own method
-            settings = data.get("method_settings", {}) if data.get("method") == method else {}
+        if settings is None:
+            # the recipe's own settings belong to the recipe's own method; a recipe that names no method
+            # gives them to every method (a key a method lacks is then an error naming it, never ignored)
+            own = data.get("method")
+            settings = data.get("method_settings", {}) if own in (None, method) else {}
         data.update(method=method, seed=seed, method_settings=copy.deepcopy(settings))
         try:
             return TrainConfig.from_dict(data)

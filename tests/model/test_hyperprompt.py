@@ -71,7 +71,7 @@ def naive_prompts(model: HyperPromptModel, task: int, stack: str, layer: int) ->
         else:
             offset = 0 if stack == "encoder" else gen.num_layers.get("encoder", 0)
             k, z = gen.task_embedding[task], gen.layer_embedding[offset + layer]
-            I = gen.task_mlp(torch.cat([k, z]))  # noqa: E741
+            I = gen.task_mlp(torch.cat([k, z])) * gen.generator_multiplier  # noqa: E741
             D = (gen.down_generator[kv].T @ I).reshape(b, d)
             U = (gen.up_generator[kv].T @ I).reshape(h * dkv, b)
         prompt = torch.relu(P @ D.T) @ U.T  # [l, h*dkv]
