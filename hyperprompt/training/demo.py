@@ -41,10 +41,8 @@ DEMO_RECIPE: dict[str, Any] = {
     "eval": {"batch_size": 200},
     "num_threads": 1,
 }
-#: Hyper-prompts in the decoder only: on this tiny, randomly initialised T5 encoder prompts slow
-#: down learning to locate the first / last letter (measured in docs/training.md); the paper's
-#: default for pretrained T5 is both stacks.
-HYPERPROMPT_SETTINGS = {"apply_to": "decoder", "decoder_prompt_length": 4}
+#: HyperPrompt with its defaults: Global, prompts in both stacks (l_enc 16, l_dec 6).
+HYPERPROMPT_SETTINGS: dict[str, Any] = {}
 
 
 def demo_config(method: str, steps: int, seed: int = 0) -> TrainConfig:
