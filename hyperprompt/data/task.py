@@ -138,12 +138,18 @@ class Task:
         """``len(task.load(split))``."""
         return len(self.load(split))
 
-    def _examples(self, split: str) -> list[Example]:
+    def format_record(self, record: dict[str, Any]) -> tuple[str, Any]:
+        """One raw record (official field names) -> ``(inputs, targets)`` text, with the task prefix
+        when enabled: what :meth:`load` does to every record of a split."""
+        inputs, targets = self._preprocess(record)
         prefix = f"{self.text_prefix} " if self.prefix and self.text_prefix else ""
+        return prefix + inputs, targets
+
+    def _examples(self, split: str) -> list[Example]:
         examples = []
         for record in self._source(split):
-            inputs, targets = self._preprocess(record)
-            example = {"inputs": prefix + inputs, "targets": targets, "task": self.name}
+            inputs, targets = self.format_record(record)
+            example = {"inputs": inputs, "targets": targets, "task": self.name}
             example.update((key, value) for key, value in record.items() if key not in example)
             examples.append(example)
         return examples

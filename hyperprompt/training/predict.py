@@ -41,13 +41,13 @@ def input_text(task: Task, record: dict[str, Any]) -> str:
     elif names is None and not isinstance(label, int | float):
         filled["label"] = 0.0
     filled.setdefault("answers", [])
-    # Preprocess twice with different fillers for missing fields: if the input text changes, an
-    # input field is missing. (TODO(data): a public per-record formatter on Task would replace this.)
+    # Format twice with different fillers for missing fields: if the input text changes, an input
+    # field is missing (preprocessors may read optional fields with defaults, so a KeyError is not enough).
     texts, missing = [], set()
     for fill in ("", "\u2063"):
         probe = _Record(filled, fill)
         try:
-            inputs, _ = task._preprocess(probe)
+            inputs, _ = task.format_record(probe)
         except (KeyError, TypeError, IndexError, ValueError) as error:
             raise ValueError(f"{task.name}: cannot build the input from the fields {sorted(record)} ({error!r}); "
                              "give the task's input fields or an 'inputs' string") from None
@@ -56,7 +56,7 @@ def input_text(task: Task, record: dict[str, Any]) -> str:
     if texts[0] != texts[1]:
         raise ValueError(f"{task.name}: the example lacks the input field(s) {sorted(missing)}; "
                          "give the task's input fields or an 'inputs' string")
-    return f"{task.text_prefix} {texts[0]}" if task.prefix and task.text_prefix else texts[0]
+    return texts[0]
 
 
 def predict_records(
