@@ -2,8 +2,8 @@
 HyperPrompt-Global -- training step time and memory, interleaved in one process. Prints JSON.
 
 peft's prefix tuning for T5 puts its prefixes in the decoder's cache (``past_key_values``; T5's encoder
-does not read it), so it conditions less than ours at a similar cost. Memory is measured as in
-``overhead.py``.
+does not read it), so it conditions less than ours. peft freezes the backbone; ours are timed frozen (the same
+training setting) and fully tuned (the paper's). Memory is measured as in ``overhead.py``.
 
     python benchmarks/peft_reference.py --threads 1 --clock process
 """
@@ -60,17 +60,21 @@ def main() -> None:
     tasks = [f"task{i}" for i in range(args.tasks)]
     peft_config = PrefixTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=args.prefix_length)
     ours = {"encoder_prompt_length": args.prefix_length, "decoder_prompt_length": args.prefix_length}
+    def ours_model(method: str, frozen: bool, **settings) -> MultiTaskT5:
+        config = MethodConfig.from_dict({"method": method, "task_names": tasks, "freeze_backbone": frozen, **settings})
+        return MultiTaskT5.registry[method].from_base(copy.deepcopy(backbone), config)
+
+    # peft trains its prefixes on a frozen backbone; ours are timed both ways (the paper tunes everything)
     models = {
         "t5": MultiTaskT5(copy.deepcopy(backbone), MethodConfig(task_names=tasks)),
-        "peft-prefix-tuning": WithoutTaskIds(get_peft_model(copy.deepcopy(backbone), peft_config)),
-        "prefix-tuning": MultiTaskT5.registry["prefix-tuning"].from_base(
-            copy.deepcopy(backbone), MethodConfig.from_dict({"method": "prefix-tuning", "task_names": tasks, **ours})),
-        "hyperprompt-global": MultiTaskT5.registry["hyperprompt-global"].from_base(
-            copy.deepcopy(backbone), MethodConfig.from_dict({"method": "hyperprompt-global", "task_names": tasks})),
+        "peft-prefix-tuning (frozen)": WithoutTaskIds(get_peft_model(copy.deepcopy(backbone), peft_config)),
+        "prefix-tuning (frozen)": ours_model("prefix-tuning", True, **ours),
+        "hyperprompt-global (frozen)": ours_model("hyperprompt-global", True),
+        "prefix-tuning": ours_model("prefix-tuning", False, **ours),
+        "hyperprompt-global": ours_model("hyperprompt-global", False),
     }
     models = {n: m.to(args.device).train() for n, m in models.items()}
     batch = make_batch(args, backbone.config.vocab_size)
-    # full fine-tuning for ours (the paper's setting) vs peft's frozen backbone: time both as they are used
     optimizers = {n: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-5)
                   for n, m in models.items()}
     for name, model in models.items():
