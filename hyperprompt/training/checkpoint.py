@@ -6,8 +6,9 @@ Every saved model directory (``final/``, ``best/<task>/``, ``checkpoints/step-N/
     tokenizer/         the tokenizer (save_pretrained)
     run_config.yaml    the resolved recipe (task list in task-id order)
 
-and a training checkpoint adds ``training_state.pt`` (step, optimizer, sampler position, best
-scores; loaded with ``torch.load(weights_only=True)``) and ``rng_state_<rank>.pt``.
+and a training checkpoint adds ``training_state.pt`` (step, optimizer state keyed by parameter names,
+sampler position, best scores; loaded with ``torch.load(weights_only=True)``) and ``rng_state_<rank>.pt``
+(under DeepSpeed, the engine's partitioned optimizer state goes to ``deepspeed/`` instead).
 A directory is written beside its target and renamed into place, so a crash (even SIGKILL) leaves
 either the old or the new one, never half of one.
 """
@@ -21,6 +22,7 @@ import random
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -130,11 +132,14 @@ def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def save_checkpoint(run_dir: Path, step: int, model: MultiTaskT5, tokenizer: PreTrainedTokenizerBase,
-                    config: TrainConfig, state: dict[str, Any], accelerator: Any, keep_last: int) -> Path:
+def save_checkpoint(run_dir: Path, step: int, model: MultiTaskT5 | None, tokenizer: PreTrainedTokenizerBase,
+                    config: TrainConfig, state: dict[str, Any], accelerator: Any, keep_last: int,
+                    write_shards: Callable[[Path], None] | None = None) -> Path:
     """Write ``checkpoints/step-N`` atomically (every process calls this), then keep the last ``keep_last``.
 
-    ``model`` is the unwrapped model; every rank adds its RNG state; the main process the rest.
+    ``model`` is the model with its full weights (on the main process; None elsewhere); every rank adds
+    its RNG state and, through ``write_shards(directory)``, its part of a sharded state; the main
+    process the rest.
     """
     root = run_dir / CHECKPOINTS
     target, tmp = root / f"step-{step:08d}", root / f".step-{step:08d}.tmp"
@@ -143,6 +148,8 @@ def save_checkpoint(run_dir: Path, step: int, model: MultiTaskT5, tokenizer: Pre
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     torch.save(rng_state(), tmp / f"rng_state_{accelerator.process_index}.pt")
+    if write_shards is not None:
+        write_shards(tmp)
     if accelerator.is_main_process:
         write_model_files(tmp, model, tokenizer, config)
         torch.save(state, tmp / STATE_FILE)

@@ -1,6 +1,7 @@
 """The training loop: one function, :func:`train`, on Hugging Face accelerate.
 
-The same code runs on one CPU, one GPU and several GPUs (``accelerate launch``: DDP; bf16 / fp16).
+The same code runs on one CPU, one GPU, several GPUs or CPU processes (``accelerate launch`` /
+torchrun: DDP, FSDP2 or DeepSpeed ZeRO 1/2, see ``distributed.py``; bf16 / fp16).
 Each optimizer step takes ``batch_size`` examples (the *global* batch) from the mixture sampler,
 split into ``gradient_accumulation_steps`` micro-batches per process. The loss is the mean token
 cross-entropy over the whole global batch -- each micro-batch's summed loss is divided by the global
@@ -20,7 +21,6 @@ import gc
 import json
 import logging
 import math
-import os
 import shutil
 import signal
 import sys
@@ -32,9 +32,7 @@ from typing import Any
 
 import torch
 import yaml
-from accelerate import Accelerator
-from accelerate.state import AcceleratorState
-from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import Adafactor
 from transformers.utils import logging as hf_logging
@@ -57,13 +55,24 @@ from hyperprompt.training.checkpoint import (
     set_rng_state,
 )
 from hyperprompt.training.config import TrainConfig
+from hyperprompt.training.distributed import (
+    FullWeights,
+    after_prepare,
+    backward_options,
+    build_accelerator,
+    load_optimizer_state,
+    optimizer_state,
+    save_engine_state,
+    shard_t5_blocks,
+)
 from hyperprompt.training.evaluate import evaluate_tasks, format_metrics, format_results
 
 logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; training stopped before applying that step."""
+    """The loss became NaN or infinite; training stopped before applying that step (under DeepSpeed, whose
+    engine steps inside ``backward``, it was applied in memory only: nothing is saved after it)."""
 
     def __init__(self, step: int, loss: float, checkpoint: Path | None):
         self.step, self.loss, self.checkpoint = step, loss, checkpoint
@@ -172,18 +181,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> dic
 
 def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
     started = time.time()
-    # accelerate keeps one AcceleratorState per process; a new run may use another precision.
-    AcceleratorState._reset_state(reset_partial_state=False)
-    # Several processes without GPUs (torchrun on CPUs): accelerate needs cpu=True to pick gloo.
-    cpu_only = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    accelerator = Accelerator(
-        cpu=cpu_only,
-        mixed_precision=config.precision,
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)],
-    )
-    if accelerator.distributed_type.name in ("FSDP", "DEEPSPEED", "MEGATRON_LM"):
-        raise NotImplementedError(f"{accelerator.distributed_type.name} is not supported yet: checkpoints assume "
-                                  "every process holds the full model (use DDP: a multi-GPU accelerate config)")
+    accelerator = build_accelerator(config)  # one process, DDP, FSDP2 or DeepSpeed; GPUs or CPU processes
     main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
     accum = config.gradient_accumulation_steps
     if config.batch_size % (accum * world):
@@ -230,11 +228,17 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
     state: dict[str, Any] = {"step": 0, "best": {"tasks": {}, "overall": None}, "last_eval": None}
     loaded = load_latest_checkpoint(out, model, rank) if resume else None
     optimizer = build_optimizer(model, config)
+    shard_t5_blocks(accelerator, model)
+    full_weights = FullWeights(accelerator, model)  # what save_pretrained writes (gathered under FSDP)
     model, optimizer = accelerator.prepare(model, optimizer)
+    after_prepare(accelerator, model)
     unwrapped = accelerator.unwrap_model(model)
     if loaded is not None:
         path, saved, rng = loaded
-        optimizer.load_state_dict(saved["optimizer"])
+        if saved.get("format", 1) >= 2:
+            load_optimizer_state(accelerator, model, optimizer, saved["optimizer"], path)
+        else:  # checkpoints written before format 2 hold optimizer.state_dict()
+            optimizer.load_state_dict(saved["optimizer"])
         sampler.load_state_dict(saved["sampler"])
         if accelerator.scaler is not None and "scaler" in saved:
             accelerator.scaler.load_state_dict(saved["scaler"])
@@ -286,20 +290,22 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
                 for metric, value in result["metrics"].items():
                     writer.add_scalar(f"eval/{name}/{metric}", value, at_step)
         say(f"eval @ step {at_step}: {format_results(results)}")
-        if improved and main:
-            save_best(out, improved, unwrapped, tokenizer, config, state["best"])
+        if improved:  # the same on every rank (the results are gathered)
+            full = full_weights(model)
+            if main:
+                save_best(out, improved, full, tokenizer, config, state["best"])
         accelerator.wait_for_everyone()
         return results
 
     def save(at_step: int) -> Path:
         training_state = {
-            "format": 1, "step": at_step, "optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
-            "best": state["best"], "last_eval": state["last_eval"],
+            "format": 2, "step": at_step, "optimizer": optimizer_state(accelerator, model, optimizer),
+            "sampler": sampler.state_dict(), "best": state["best"], "last_eval": state["last_eval"],
         }
         if accelerator.scaler is not None:
             training_state["scaler"] = accelerator.scaler.state_dict()
-        return save_checkpoint(out, at_step, unwrapped, tokenizer, config, training_state, accelerator,
-                               config.keep_last)
+        return save_checkpoint(out, at_step, full_weights(model), tokenizer, config, training_state, accelerator,
+                               config.keep_last, lambda directory: save_engine_state(accelerator, model, directory))
 
     # --- the loop --------------------------------------------------------------------------------
     stop = StopRequest()
@@ -313,6 +319,7 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
     window = {"time": time.time(), "paused": 0.0, "steps": 0, "loss": 0.0}  # paused: evaluation and saving
     train_started, train_steps, paused_total = time.time(), 0, 0.0
     device = accelerator.device
+    backward = backward_options(accelerator)
     iterator = micro_batches(sampler, train_splits, collate, accum)
     model.train()
     with stop.installed():
@@ -326,10 +333,11 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
             loss_sum = torch.zeros((), device=device)
             for i, (batch, n) in enumerate(zip(step_batches, counts, strict=True)):
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                sync = contextlib.nullcontext() if i == accum - 1 else accelerator.no_sync(model)
-                with sync:
+                last = i == accum - 1
+                accelerator.sync_gradients = last  # DeepSpeed reduces and steps in the last micro-batch's backward
+                with contextlib.nullcontext() if last else accelerator.no_sync(model):
                     loss = model(**batch).loss  # mean over this micro-batch's target tokens
-                    accelerator.backward(loss * (n * world / tokens))
+                    accelerator.backward(loss * (n * world / tokens), **backward)
                 loss_sum += loss.detach().float() * n
             train_loss = (accelerator.reduce(loss_sum, "sum") / tokens).item()
             if not math.isfinite(train_loss):
@@ -385,8 +393,9 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
         evaluate(step)
     if last_saved != step:
         save(step)
+    full = full_weights(model)
     if main:
-        save_model_dir(out / "final", unwrapped, tokenizer, config)
+        save_model_dir(out / "final", full, tokenizer, config)
     results = build_results(config, state, step, train_steps, train_time, time.time() - started)
     if main:
         (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -395,11 +404,11 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
     if writer is not None:
         writer.close()
     accelerator.wait_for_everyone()
-    # Free the DDP wrapper (its reducer holds the process group) while every process is still here:
+    # Free the DDP / FSDP wrapper (it holds the process group) while every process is still here:
     # gloo torn down after a peer has exited can hang. The process group itself stays up, so that
     # train() can run again in this process; the CLI destroys it before exiting.
     accelerator.free_memory()
-    del model
+    model = unwrapped = None
     gc.collect()
     accelerator.wait_for_everyone()
     return results
