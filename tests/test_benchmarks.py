@@ -18,6 +18,7 @@ SCRIPTS = {
     "peft_reference.py": [*TINY, "--repeats", "1"],
     "gpu.py": [*TINY, "--device", "cpu", "--steps", "1", "--warmup", "1"],
     "param_scaling.py": ["--size", "t5-small"],
+    "profile_step.py": [*TINY, "--steps", "1", "--methods", "hyperprompt-global", "adapter"],
 }
 
 
@@ -32,6 +33,12 @@ def test_benchmark_script_runs(script, tmp_path):
         assert set(report["train_step"]) == {"t5", "hyperprompt-global@2", "hyperprompt-global@4",
                                              "prompt-tuning@2", "prompt-tuning@4", "adapter"}
         assert report["train_step"]["t5"]["ratio"] == 1.0
+    if script == "profile_step.py":
+        models = report["models"]
+        assert set(models) == {"t5", "hyperprompt-global", "adapter"}
+        assert all(m["profiled_step_ms"] > 0 and m["top_ops_ms"] for m in models.values())
+        assert 0 < models["hyperprompt-global"]["generator_share_of_step"] < 1
+        assert "generator_share_of_step" not in models["adapter"]  # no hyper-prompt generator
     if script == "param_scaling.py":
         growth = report["growth_1_to_1000"]
         assert growth["hyperprompt-sep"] == pytest.approx(1000) and growth["prompt-tuning"] == pytest.approx(1000)
