@@ -25,6 +25,22 @@ def fail(message: str, code: int = 1) -> int:
     return code
 
 
+def training_error_code(error: Exception) -> int | None:
+    """The exit code of an error that ``train`` / ``compare`` report in one line: 3 a non-finite loss,
+    2 a recipe error, 1 missing or bad data, run directories, checkpoints or set-ups; None for a bug."""
+    from hyperprompt.data import DataFormatError
+    from hyperprompt.training import CheckpointError, ConfigError, NonFiniteLossError, RunDirError
+
+    if isinstance(error, NonFiniteLossError):
+        return 3
+    if isinstance(error, ConfigError):
+        return 2
+    if isinstance(error, (FileNotFoundError, DataFormatError, RunDirError, CheckpointError, ValueError,
+                          NotImplementedError)):
+        return 1
+    return None
+
+
 def device_name(requested: str | None) -> str:
     import torch
 

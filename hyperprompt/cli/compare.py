@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from hyperprompt.cli.common import add_logging_flag, fail, setup_logging
+from hyperprompt.cli.common import add_logging_flag, fail, setup_logging, training_error_code
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -31,14 +31,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
-    from hyperprompt.data import DataFormatError
-    from hyperprompt.training import (
-        CheckpointError,
-        ConfigError,
-        NonFiniteLossError,
-        RunDirError,
-        TrainingInterrupted,
-    )
+    from hyperprompt.training import TrainingInterrupted
     from hyperprompt.training.compare import ComparisonError, load_comparison, run_comparison
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
@@ -50,12 +43,13 @@ def run(args: argparse.Namespace) -> int:
     except TrainingInterrupted as stop:
         return fail(f"interrupted at step {stop.step} of a run; run the same command again to continue "
                     "the comparison (finished runs are kept, the interrupted one resumes).", 130)
-    except NonFiniteLossError as error:
-        return fail(str(error), 3)
-    except (ComparisonError, ConfigError) as error:
+    except ComparisonError as error:
         return fail(str(error), 2)
-    except (FileNotFoundError, DataFormatError, RunDirError, CheckpointError) as error:
-        return fail(str(error), 1)
+    except Exception as error:
+        code = training_error_code(error)
+        if code is None:
+            raise
+        return fail(str(error), code)
     print((out / "comparison.md").read_text())
     print(f"wrote {out / 'comparison.md'} and {out / 'comparison.csv'}")
     return 0

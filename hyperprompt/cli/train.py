@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hyperprompt.cli.common import add_logging_flag, fail, setup_logging
+from hyperprompt.cli.common import add_logging_flag, fail, setup_logging, training_error_code
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -33,16 +33,7 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     from accelerate import PartialState
 
-    from hyperprompt.data import DataFormatError
-    from hyperprompt.training import (
-        CheckpointError,
-        ConfigError,
-        NonFiniteLossError,
-        RunDirError,
-        TrainingInterrupted,
-        load_config,
-        train,
-    )
+    from hyperprompt.training import ConfigError, TrainingInterrupted, load_config, train
 
     config_path = args.config
     if config_path is None:
@@ -65,10 +56,9 @@ def run(args: argparse.Namespace) -> int:
     except TrainingInterrupted as stop:
         print(str(stop), file=sys.stderr)
         return 130
-    except NonFiniteLossError as error:
-        return fail(str(error), 3)
-    except ConfigError as error:
-        return fail(str(error), 2)
-    except (FileNotFoundError, DataFormatError, RunDirError, CheckpointError, ValueError, NotImplementedError) as error:
-        return fail(str(error), 1)
+    except Exception as error:
+        code = training_error_code(error)
+        if code is None:
+            raise
+        return fail(str(error), code)
     return 0
