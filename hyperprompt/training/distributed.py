@@ -20,7 +20,9 @@ and on CPU processes.
 from __future__ import annotations
 
 import copy
+import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,8 @@ from torch.distributed.checkpoint.state_dict import (
 
 from hyperprompt.model import MultiTaskT5
 from hyperprompt.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
 
 #: Gather to full tensors on the CPU of the main process (the other ranks get empty dicts).
 GATHER = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -81,6 +85,8 @@ def build_accelerator(config: TrainConfig) -> Accelerator:
         raise NotImplementedError(
             "FSDP1 is not supported: set fsdp_version: 2 in the accelerate config (FSDP_VERSION=2). "
             "hyperprompt shards with FSDP2 (fully_shard), whose parameters keep their shapes and names")
+    if kind == DistributedType.FSDP:
+        load_weights_on_every_rank(accelerator.state.fsdp_plugin)
     if kind == DistributedType.FSDP and config.optimizer.name == "adafactor":
         raise NotImplementedError(
             "optimizer.name adafactor does not run under FSDP: transformers' Adafactor mixes plain tensors with "
@@ -95,6 +101,22 @@ def build_accelerator(config: TrainConfig) -> Accelerator:
     if kind == DistributedType.MEGATRON_LM:
         raise NotImplementedError("Megatron-LM is not supported (use DDP, FSDP2 or DeepSpeed ZeRO 1/2)")
     return accelerator
+
+
+def load_weights_on_every_rank(plugin: FullyShardedDataParallelPlugin) -> None:
+    """Turn off ``cpu_ram_efficient_loading`` (the default of ``accelerate config`` for FSDP).
+
+    With it, ranks other than 0 build the model without weights (transformers' ``from_pretrained`` reads
+    ``FSDP_CPU_RAM_EFFICIENT_LOADING``) and accelerate loads rank 0's into the sharded model with
+    ``load_state_dict(assign=True)``, which unties T5's tied embedding and LM head; its optimizer mapping
+    then keeps one of the two, and training silently departs from one process (measured on t5-tiny: the
+    loss differs from step 2). Every process loads the full weights instead, as under DDP, and
+    ``fully_shard`` shards them: sharding still saves GPU memory, not the CPU memory of loading."""
+    if plugin.cpu_ram_efficient_loading:
+        logger.info("FSDP cpu_ram_efficient_loading is turned off: every process loads the full weights "
+                    "(accelerate's loading unties T5's tied embeddings)")
+    plugin.cpu_ram_efficient_loading = False
+    os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = "false"
 
 
 def configure_deepspeed(accelerator: Accelerator, config: TrainConfig) -> None:
@@ -132,6 +154,12 @@ def shard_t5_blocks(accelerator: Accelerator, model: MultiTaskT5) -> None:
         return
     from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
 
+    # A T5Block returns the relative position bias it computed (block 0: a permute/unsqueeze view) for the
+    # next blocks, which only read it (T5 and prompted_attention add to it out of place). FSDP2 warns about
+    # any view a unit returns; here the gradients are exact (tests/training/test_sharded.py compares them
+    # with one process), so the warning would only alarm.
+    warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module \(FSDPT5Block\) returned a view tensor",
+                            category=UserWarning)
     plugin = accelerator.state.fsdp_plugin
     if plugin.auto_wrap_policy is None:
         plugin.auto_wrap_policy = transformer_auto_wrap_policy

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -23,7 +24,8 @@ from hyperprompt.training.evaluate import evaluate_checkpoint
 LOSS_RTOL = 1e-5  # per-step loss, relative (observed: ~1.5e-7 for both, as DDP)
 WEIGHT_ATOL = 1e-4  # final weights after 16 AdamW steps (observed: ~1e-6)
 STRATEGIES = {
-    "fsdp": {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"},
+    # cpu_ram_efficient_loading: what `accelerate config` and `accelerate launch` set unless told otherwise
+    "fsdp": {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_CPU_RAM_EFFICIENT_LOADING": "true"},
     "deepspeed": {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"},
 }
 strategies = pytest.mark.parametrize("strategy", list(STRATEGIES))  # deepspeed: in the dev extra, never skipped
@@ -120,6 +122,27 @@ def test_run_killed_after_a_checkpoint_resumes_exactly(runs, tools, strategy):
         r["loss"] for r in tools.jsonl(reference / "train_log.jsonl")]
     results, expected_results = (json.loads((run / "results.json").read_text()) for run in (killed, reference))
     assert results["final"] == expected_results["final"] and results["best_per_task"] == expected_results["best_per_task"]
+
+
+ACCELERATE_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
+
+
+@pytest.mark.parametrize("name", ["ddp", "fsdp2", "deepspeed-zero2"])
+def test_shipped_accelerate_configs_launch_and_train_like_one_process(tmp_path, tools, name):
+    """`accelerate launch --config_file configs/accelerate/NAME.yaml` (the user's command), on 2 CPU processes."""
+    recipe = {**tools.SYNTHETIC_RECIPE, "model_overrides": {"dropout_rate": 0.0}, "max_steps": 4, "save_every": 4,
+              "eval_every": None, "optimizer": {"name": "adamw", "lr": 3.0e-3, "eps": 1.0e-3}}
+    config = tools.write_recipe(tmp_path / "recipe.yaml", recipe)
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIGS / f"{name}.yaml"),
+               "--num_processes", "2", "--mixed_precision", "no", "-m", "hyperprompt.cli.main", "train", str(config),
+               "--out", str(tmp_path / name)]
+    launched = subprocess.Popen(command, env=tools.cli_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    train(load_config(config), tmp_path / "one")
+    assert "2 process(es)" in finish(launched)
+    reference, log = tools.jsonl(tmp_path / "one" / "train_log.jsonl"), tools.jsonl(tmp_path / name / "train_log.jsonl")
+    assert [r["loss"] for r in log] == pytest.approx([r["loss"] for r in reference], rel=LOSS_RTOL)
+    expected, weights = tools.model_weights(tmp_path / "one" / "final"), tools.model_weights(tmp_path / name / "final")
+    assert max((expected[k] - weights[k]).abs().max().item() for k in expected) < WEIGHT_ATOL
 
 
 REFUSALS = """
