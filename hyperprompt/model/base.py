@@ -214,6 +214,10 @@ class MultiTaskT5(nn.Module):
         """
         inputs = dict(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
                       decoder_input_ids=decoder_input_ids, **kwargs)
+        if self.training:
+            # T5's decoder would fill a KV cache (its config's use_cache) that training never reads; activation
+            # checkpointing that recomputes a block would append its keys to that cache a second time.
+            inputs.setdefault("use_cache", False)
         if not self._disabled:
             batch_size = _batch_size(inputs)
             task_ids = self.task_ids_tensor(task_ids, batch_size, self._device())

@@ -74,7 +74,6 @@ def build_model(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, task_na
     if config.gradient_checkpointing:
         enable = getattr(base, "activation_checkpointing_enable", None) or base.gradient_checkpointing_enable
         enable({"use_reentrant": False})
-        base.config.use_cache = False
     return model
 
 

@@ -146,7 +146,8 @@ def is_deepspeed(accelerator: Accelerator) -> bool:
 
 
 def shard_t5_blocks(accelerator: Accelerator, model: MultiTaskT5) -> None:
-    """Before ``prepare``: make each ``T5Block`` an FSDP unit unless the config names a wrap policy.
+    """Before ``prepare``: make each ``T5Block`` an FSDP unit unless the config names a wrap policy, and
+    checkpoint activations per unit if the recipe asks for gradient checkpointing.
 
     Everything outside the blocks (embeddings, final norms, the method's prompt generators /
     hypernetworks) forms the root unit, gathered for the whole forward."""
@@ -165,6 +166,13 @@ def shard_t5_blocks(accelerator: Accelerator, model: MultiTaskT5) -> None:
         plugin.auto_wrap_policy = transformer_auto_wrap_policy
     if plugin.auto_wrap_policy is transformer_auto_wrap_policy and not plugin.transformer_cls_names_to_wrap:
         plugin.transformer_cls_names_to_wrap = sorted(model.base._no_split_modules)
+    # transformers' gradient checkpointing recomputes inside an FSDP2 unit, whose hooks then save a different
+    # set of tensors (torch.utils.checkpoint.CheckpointError). FSDP2's way: accelerate wraps each unit in a
+    # checkpoint wrapper before fully_shard (fsdp_activation_checkpointing) -- the same recomputation.
+    if any(getattr(module, "gradient_checkpointing", False) for module in model.base.modules()):
+        base = model.base
+        (getattr(base, "activation_checkpointing_disable", None) or base.gradient_checkpointing_disable)()
+        plugin.activation_checkpointing = True
 
 
 def after_prepare(accelerator: Accelerator, model: nn.Module) -> None:

@@ -478,6 +478,31 @@ def test_gradient_checkpointing_gives_same_gradients():
         assert torch.allclose(model.get_parameter(name).grad, grad, atol=1e-6), name
 
 
+def test_blocks_wrapped_for_activation_checkpointing_give_same_gradients():
+    """torch's checkpoint wrapper around each T5Block (what FSDP2 uses) recomputes blocks in backward;
+    a recomputed decoder block must not append its keys to a KV cache a second time."""
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+        CheckpointImpl,
+        apply_activation_checkpointing,
+        checkpoint_wrapper,
+    )
+    from transformers.models.t5.modeling_t5 import T5Block
+
+    model = make_model("global")
+    ids, mask, labels = batch()
+    task_ids = torch.tensor([0, 1, 2, 1])
+    model.train()
+    model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).loss.backward()
+    reference = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    wrap = lambda module: checkpoint_wrapper(module, checkpoint_impl=CheckpointImpl.NO_REENTRANT)  # noqa: E731
+    apply_activation_checkpointing(model, checkpoint_wrapper_fn=wrap, check_fn=lambda m: isinstance(m, T5Block))
+    model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).loss.backward()
+    grads = {n.replace("._checkpoint_wrapped_module", ""): p.grad for n, p in model.named_parameters()}
+    for name, grad in reference.items():
+        assert torch.allclose(grads[name], grad, atol=1e-6), name
+
+
 def test_initialisation_gives_unit_scale_prompts_for_every_variant():
     for variant in VARIANTS:
         model = make_model(variant, base=tiny_base(d_model=256, num_heads=8, d_kv=32))

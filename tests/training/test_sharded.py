@@ -129,9 +129,11 @@ ACCELERATE_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "accelera
 
 @pytest.mark.parametrize("name", ["ddp", "fsdp2", "deepspeed-zero2"])
 def test_shipped_accelerate_configs_launch_and_train_like_one_process(tmp_path, tools, name):
-    """`accelerate launch --config_file configs/accelerate/NAME.yaml` (the user's command), on 2 CPU processes."""
+    """`accelerate launch --config_file configs/accelerate/NAME.yaml` (the user's command), on 2 CPU processes,
+    with gradient checkpointing (transformers' under DDP and DeepSpeed; FSDP2's checkpoint wrapper per unit)."""
     recipe = {**tools.SYNTHETIC_RECIPE, "model_overrides": {"dropout_rate": 0.0}, "max_steps": 4, "save_every": 4,
-              "eval_every": None, "optimizer": {"name": "adamw", "lr": 3.0e-3, "eps": 1.0e-3}}
+              "eval_every": None, "optimizer": {"name": "adamw", "lr": 3.0e-3, "eps": 1.0e-3},
+              "gradient_checkpointing": True}
     config = tools.write_recipe(tmp_path / "recipe.yaml", recipe)
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIGS / f"{name}.yaml"),
                "--num_processes", "2", "--mixed_precision", "no", "-m", "hyperprompt.cli.main", "train", str(config),
