@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoModelForSeq2SeqLM, PreTrainedModel
+from transformers import AutoModelForSeq2SeqLM, PretrainedConfig, PreTrainedModel
 
 from hyperprompt.model.attention import ATTENTION_NAME, PromptState
 from hyperprompt.model.config import MethodConfig
@@ -115,18 +115,43 @@ class MultiTaskT5(nn.Module):
                 module._prompt_slot = (stack, layer)
         original = self.base.config._attn_implementation
         self._original_attention = original if original != ATTENTION_NAME else "sdpa"
-        self.base.set_attn_implementation(ATTENTION_NAME)
+        self._set_attention(ATTENTION_NAME)
+
+    def _set_attention(self, name: str) -> None:
+        """Set the backbone's attention implementation everywhere it is read: transformers < 5.24 keeps it
+        in the encoder's and decoder's own config copies too, which ``set_attn_implementation`` leaves as
+        they were (the prompts would then silently not reach attention)."""
+        self.base.set_attn_implementation(name)
+        for module in self.base.modules():
+            config = getattr(module, "config", None)
+            if isinstance(config, PretrainedConfig) and config._attn_implementation != name:
+                config._attn_implementation = name
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
+        """Recompute each backbone block's activations in the backward pass (transformers' activation
+        checkpointing; non-reentrant unless ``gradient_checkpointing_kwargs`` say otherwise)."""
+        base = self.base
+        enable = getattr(base, "activation_checkpointing_enable", None) or base.gradient_checkpointing_enable
+        enable(gradient_checkpointing_kwargs or {"use_reentrant": False})  # the name changed in transformers 5.2x
+
+    def gradient_checkpointing_disable(self) -> None:
+        base = self.base
+        (getattr(base, "activation_checkpointing_disable", None) or base.gradient_checkpointing_disable)()
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return any(getattr(module, "gradient_checkpointing", False) for module in self.base.modules())
 
     @contextlib.contextmanager
     def _attention_implementation(self, name: str) -> Iterator[None]:
         previous = self.base.config._attn_implementation
         if previous != name:
-            self.base.set_attn_implementation(name)
+            self._set_attention(name)
         try:
             yield
         finally:
             if previous != name:
-                self.base.set_attn_implementation(previous)
+                self._set_attention(previous)
 
     @contextlib.contextmanager
     def conditioning_disabled(self) -> Iterator[None]:

@@ -72,8 +72,7 @@ def build_model(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, task_na
     method_config = config.method_config(task_names)
     model = MultiTaskT5.registry[config.method].from_base(base, method_config)
     if config.gradient_checkpointing:
-        enable = getattr(base, "activation_checkpointing_enable", None) or base.gradient_checkpointing_enable
-        enable({"use_reentrant": False})
+        model.gradient_checkpointing_enable()
     return model
 
 

@@ -169,9 +169,8 @@ def shard_t5_blocks(accelerator: Accelerator, model: MultiTaskT5) -> None:
     # transformers' gradient checkpointing recomputes inside an FSDP2 unit, whose hooks then save a different
     # set of tensors (torch.utils.checkpoint.CheckpointError). FSDP2's way: accelerate wraps each unit in a
     # checkpoint wrapper before fully_shard (fsdp_activation_checkpointing) -- the same recomputation.
-    if any(getattr(module, "gradient_checkpointing", False) for module in model.base.modules()):
-        base = model.base
-        (getattr(base, "activation_checkpointing_disable", None) or base.gradient_checkpointing_disable)()
+    if model.is_gradient_checkpointing:
+        model.gradient_checkpointing_disable()
         plugin.activation_checkpointing = True
 
 

@@ -371,7 +371,8 @@ def test_gradient_checkpointing_gives_same_gradients(method):
     model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).loss.backward()
     reference = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
-    model.base.activation_checkpointing_enable({"use_reentrant": False})
+    model.gradient_checkpointing_enable()
+    assert model.is_gradient_checkpointing
     model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).loss.backward()
     for name, grad in reference.items():
         assert torch.allclose(model.get_parameter(name).grad, grad, atol=1e-6), name

@@ -40,6 +40,24 @@ def batch(batch_size: int = 4, length: int = 9, target: int = 5, pad_rows: int =
 
 # --- 1. disabled == the wrapped T5 -----------------------------------------------------------
 
+
+def attention_implementations(model) -> set[str]:
+    """The attention implementation of every config in the backbone (the stacks keep their own copies)."""
+    from transformers import PretrainedConfig
+
+    return {m.config._attn_implementation for m in model.base.modules() if isinstance(getattr(m, "config", None),
+                                                                                      PretrainedConfig)}
+
+
+def test_every_backbone_config_routes_attention_through_the_prompts():
+    """transformers 5.17's set_attn_implementation leaves the encoder's and decoder's config copies as
+    they were; the prompts must reach attention on every version we declare."""
+    model = make_model("global")
+    assert attention_implementations(model) == {"hyperprompt"}
+    with model.hyperprompts_disabled():
+        assert attention_implementations(model) == {"sdpa"}
+    assert attention_implementations(model) == {"hyperprompt"}
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_disabled_equals_plain_t5(variant):
     base = tiny_base()
@@ -472,7 +490,8 @@ def test_gradient_checkpointing_gives_same_gradients():
     model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).loss.backward()
     reference = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
-    model.base.activation_checkpointing_enable()
+    model.gradient_checkpointing_enable()
+    assert model.is_gradient_checkpointing
     model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).loss.backward()
     for name, grad in reference.items():
         assert torch.allclose(model.get_parameter(name).grad, grad, atol=1e-6), name
