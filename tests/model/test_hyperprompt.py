@@ -482,19 +482,29 @@ def test_gated_gelu_mt5_and_wide_attention_backbones():
         assert prompts["encoder"].shape == (2, 2, base.config.num_heads, 16, base.config.d_kv)
 
 
+def training_gradients(model) -> dict[str, torch.Tensor]:
+    """Gradients of one mixed-task training batch, keyed by parameter name (checkpoint wrappers left out)."""
+    torch.manual_seed(0)  # the same batch on every call
+    ids, mask, labels = batch()
+    model.train()
+    model.zero_grad(set_to_none=True)
+    model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=torch.tensor([0, 1, 2, 1])).loss.backward()
+    return {n.replace("._checkpoint_wrapped_module", ""): p.grad.clone()
+            for n, p in model.named_parameters() if p.grad is not None}
+
+
+def assert_same_gradients(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    assert got.keys() == expected.keys()
+    for name, grad in expected.items():
+        assert torch.allclose(got[name], grad, atol=1e-6), name
+
+
 def test_gradient_checkpointing_gives_same_gradients():
     model = make_model("global")
-    ids, mask, labels = batch()
-    task_ids = torch.tensor([0, 1, 2, 1])
-    model.train()
-    model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).loss.backward()
-    reference = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad()
+    reference = training_gradients(model)
     model.gradient_checkpointing_enable()
     assert model.is_gradient_checkpointing
-    model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).loss.backward()
-    for name, grad in reference.items():
-        assert torch.allclose(model.get_parameter(name).grad, grad, atol=1e-6), name
+    assert_same_gradients(training_gradients(model), reference)
 
 
 def test_blocks_wrapped_for_activation_checkpointing_give_same_gradients():
@@ -508,18 +518,10 @@ def test_blocks_wrapped_for_activation_checkpointing_give_same_gradients():
     from transformers.models.t5.modeling_t5 import T5Block
 
     model = make_model("global")
-    ids, mask, labels = batch()
-    task_ids = torch.tensor([0, 1, 2, 1])
-    model.train()
-    model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).loss.backward()
-    reference = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad()
+    reference = training_gradients(model)
     wrap = lambda module: checkpoint_wrapper(module, checkpoint_impl=CheckpointImpl.NO_REENTRANT)  # noqa: E731
     apply_activation_checkpointing(model, checkpoint_wrapper_fn=wrap, check_fn=lambda m: isinstance(m, T5Block))
-    model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).loss.backward()
-    grads = {n.replace("._checkpoint_wrapped_module", ""): p.grad for n, p in model.named_parameters()}
-    for name, grad in reference.items():
-        assert torch.allclose(grads[name], grad, atol=1e-6), name
+    assert_same_gradients(training_gradients(model), reference)
 
 
 def test_initialisation_gives_unit_scale_prompts_for_every_variant():
