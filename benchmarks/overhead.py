@@ -139,8 +139,8 @@ def training_memory(model, optimizer, batch, args) -> int:
     return sum(saved.values()) + 2 * params + state  # activations + params + grads + optimizer state
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
+    """The backbone, batch and prompt shape options (shared with profile_step.py)."""
     parser.add_argument("--size", default="t5-small")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--input-length", type=int, default=128)
@@ -148,6 +148,11 @@ def main() -> None:
     parser.add_argument("--encoder-prompt-length", type=int, default=16)
     parser.add_argument("--decoder-prompt-length", type=int, default=6)
     parser.add_argument("--tasks", type=int, default=8)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_shape_arguments(parser)
     parser.add_argument("--methods", nargs="+", default=list(PROMPT_METHODS[:3]),
                         help="any registered methods (default: the HyperPrompt variants)")
     parser.add_argument("--sweep-prompt-lengths", nargs="+", type=int, default=None, metavar="L",

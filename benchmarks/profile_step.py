@@ -20,7 +20,7 @@ import time
 from collections import defaultdict
 
 import torch
-from overhead import autocast, build_models, make_batch, synchronize, train_step
+from overhead import add_shape_arguments, autocast, build_models, make_batch, synchronize, train_step
 from torch.profiler import ProfilerActivity, profile
 
 
@@ -60,13 +60,7 @@ def generator_time(model, args) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="t5-small")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--input-length", type=int, default=128)
-    parser.add_argument("--target-length", type=int, default=16)
-    parser.add_argument("--encoder-prompt-length", type=int, default=16)
-    parser.add_argument("--decoder-prompt-length", type=int, default=6)
-    parser.add_argument("--tasks", type=int, default=8)
+    add_shape_arguments(parser)
     parser.add_argument("--methods", nargs="+", default=["hyperprompt-global"])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--top", type=int, default=12, help="operators listed per model and in the growth table")
