@@ -18,6 +18,7 @@ import copy
 import difflib
 import math
 import random
+import re
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
@@ -70,7 +71,7 @@ class Task:
         version: str = "1",
         skipped: collections.Counter | None = None,
     ):
-        self.name = name
+        self.name = check_task_name(name)
         self._source = source
         self._preprocess = preprocess
         self._postprocess = postprocess
@@ -193,6 +194,21 @@ class Task:
 # ----------------------------------------------------------------------------------------------
 # The registry.
 
+#: What a task name may look like: ``benchmark/task`` or ``task``, lowercase, no ``..`` and no leading dot.
+#: Names become folder names (``best/<name>/``), so nothing else may reach a path.
+TASK_NAME_PATTERN = re.compile(r"^[a-z0-9_][a-z0-9_-]*(/[a-z0-9_][a-z0-9_.-]*)?$")
+
+
+def check_task_name(name: Any, where: str = "task name") -> str:
+    """``name`` if it is a valid task name, else a ValueError that says what is allowed."""
+    if not isinstance(name, str) or not TASK_NAME_PATTERN.match(name) or ".." in name:
+        raise ValueError(
+            f"{where}: {name!r} is not a valid task name: use lowercase letters, digits, '_' and '-', optionally "
+            "'benchmark/' before it (e.g. 'user/sentiment'); no '..', no leading '.' or '/', at most one '/' "
+            "(the name becomes a folder under the run directory)")
+    return name
+
+
 TaskFactory = Callable[..., Task]
 _FACTORIES: dict[str, TaskFactory] = {}
 _BENCHMARK_OF: dict[str, str] = {}
@@ -224,6 +240,7 @@ def register_task(
         if name is None:
             raise ValueError("register_task needs name=... for a factory")
         entry = task
+    check_task_name(name)
     if not overwrite and name in _FACTORIES:
         raise ValueError(f"a task named {name!r} is already registered")
     _FACTORIES[name] = entry

@@ -29,7 +29,7 @@ import yaml
 from hyperprompt.data import metrics as m
 from hyperprompt.data.glue import float_postprocessor
 from hyperprompt.data.sources import OnError, Record, RowError, convert_rows, iter_table
-from hyperprompt.data.task import Example, Task, register_task
+from hyperprompt.data.task import Example, Task, check_task_name, register_task
 
 METRIC_NAMES = {
     "accuracy": ("accuracy",),
@@ -105,6 +105,7 @@ def load_task_spec(
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise ValueError(f"{where}: {key!r} is required and must be text")
     name, template, target_field = raw["name"], raw["input_template"], raw["target_field"]
+    check_task_name(name, f"{where}: 'name'")
     _template_fields(template, where)
     files = {split: base_dir / raw[split] for split in ("train", "validation", "test") if raw.get(split)}
     if not files:

@@ -81,6 +81,14 @@ def save_model_dir(target: str | Path, model: MultiTaskT5, tokenizer: PreTrained
     return target
 
 
+def child_path(parent: Path, name: str) -> Path:
+    """``parent / name``, refusing a ``name`` (e.g. a task name) that would lead outside ``parent``."""
+    path = parent / name
+    if Path(name).is_absolute() or not path.resolve().is_relative_to(parent.resolve()) or path.resolve() == parent.resolve():
+        raise ValueError(f"{name!r} would write outside {parent}: refusing (task names must be relative, without '..')")
+    return path
+
+
 def _link_or_copy(source: str, destination: str) -> None:
     try:
         os.link(source, destination)

@@ -48,6 +48,7 @@ from hyperprompt.training.builder import (
 from hyperprompt.training.checkpoint import (
     CHECKPOINTS,
     checkpoint_dirs,
+    child_path,
     link_copy,
     load_latest_checkpoint,
     save_checkpoint,
@@ -491,7 +492,7 @@ def save_best(out: Path, names: list[str], model: Any, tokenizer: Any, config: T
     save_model_dir(staging, model, tokenizer, config)
     for name in names:
         info = best["overall"] if name == "overall" else best["tasks"][name]
-        link_copy(staging, out / "best" / name, extra={"best.json": {"name": name, **info}})
+        link_copy(staging, child_path(out / "best", name), extra={"best.json": {"name": name, **info}})
     shutil.rmtree(staging, ignore_errors=True)
 
 
