@@ -36,8 +36,8 @@ import torch
 
 from hyperprompt.data import EncodedSplit, Seq2SeqCollator
 from hyperprompt.model import MultiTaskT5
+from hyperprompt.model.layout import STACKS
 
-STACKS = ("encoder", "decoder")
 LABEL_PAD = -100
 
 
