@@ -174,7 +174,8 @@ class MultiTaskT5(nn.Module):
     # --- task ids ----------------------------------------------------------------------------
 
     def task_ids_tensor(self, task_ids: TaskIds | None, batch_size: int, device: torch.device) -> torch.Tensor:
-        """Validate ``task_ids`` (LongTensor [batch], ints or task names) and return a LongTensor [batch]."""
+        """Validate ``task_ids`` (LongTensor [batch], ints or task names) and return a LongTensor [batch] on
+        ``device``. Values are range-checked when the ids are on the CPU (ints and names always are)."""
         names = self.config.task_names
         if task_ids is None:
             raise ValueError(
@@ -192,7 +193,9 @@ class MultiTaskT5(nn.Module):
             raise ValueError(
                 f"task_ids must have shape [batch] = [{batch_size}], got {list(task_ids.shape)}."
             )
-        if not torch.compiler.is_compiling():
+        # On the CPU the range check is free; on an accelerator it would stall every step for a host
+        # sync, so ids arriving there are not checked here (an out-of-range id fails in the lookup).
+        if task_ids.device.type == "cpu" and not torch.compiler.is_compiling():
             low, high = int(task_ids.min()), int(task_ids.max())
             if low < 0 or high >= len(names):
                 raise ValueError(

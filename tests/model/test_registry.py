@@ -1,4 +1,4 @@
-"""One registration per method, the backbone layout, and models saved before the registry."""
+"""One registration per method, the backbone layout, models saved before the registry, and the task-id check."""
 
 from __future__ import annotations
 
@@ -113,3 +113,14 @@ def test_model_saved_before_the_registry_loads_with_identical_logits(method, tmp
     model.save_pretrained(tmp_path / "again", save_backbone=False)  # and the format written now is the same
     assert json.loads((tmp_path / "again" / "method_config.json").read_text()) == saved
 
+
+# --- task ids: range-checked on the CPU, never synced from an accelerator ------------------------
+
+def test_task_id_range_is_checked_on_cpu_only():
+    model = HyperPromptModel.from_base(T5ForConditionalGeneration(t5_config("t5-tiny")),
+                                       HyperPromptConfig(task_names=["a", "b"]))
+    with pytest.raises(ValueError, match="out of range"):
+        model.task_ids_tensor(torch.tensor([0, 2]), 2, torch.device("cpu"))
+    # ids on another device are passed through without reading their values (which would sync the host)
+    on_meta = model.task_ids_tensor(torch.tensor([0, 5], device="meta"), 2, torch.device("meta"))
+    assert on_meta.device.type == "meta" and on_meta.dtype == torch.long
