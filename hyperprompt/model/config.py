@@ -92,7 +92,6 @@ class MethodConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
-
 def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
     """Raise a ValueError naming ``key`` unless ``value`` is one of ``choices``."""
     if value not in choices:
