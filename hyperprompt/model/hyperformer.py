@@ -29,18 +29,18 @@ from torch import nn
 
 from hyperprompt.model.adapters import (
     ADAPTER_POSITIONS,
-    STACKS,
     AdapterState,
     check_adapter_fields,
     install_adapter_hooks,
 )
 from hyperprompt.model.base import MultiTaskT5
-from hyperprompt.model.config import MethodConfig
-from hyperprompt.model.params import ADDED_PARAMETER_FORMULAS, BackboneShape
+from hyperprompt.model.config import BottleneckMixin, MethodConfig, check_positive
+from hyperprompt.model.layout import BackboneShape
+from hyperprompt.model.registry import register_method
 
 
 @dataclass
-class HyperFormerConfig(MethodConfig):
+class HyperFormerConfig(MethodConfig, BottleneckMixin):
     """HyperFormer++: adapters generated from [task embedding; layer embedding; position embedding].
 
     Attributes:
@@ -69,12 +69,7 @@ class HyperFormerConfig(MethodConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_adapter_fields(self)
-        for key in ("task_embedding_dim", "projected_task_embedding_dim", "task_hidden_dim"):
-            if int(getattr(self, key)) < 1:
-                raise ValueError(f"{key}={getattr(self, key)!r} must be a positive integer.")
-
-    def resolved_bottleneck(self, d_model: int) -> int:
-        return self.bottleneck_dim if self.bottleneck_dim is not None else max(1, d_model // 32)
+        check_positive(self, "task_embedding_dim", "projected_task_embedding_dim", "task_hidden_dim")
 
 
 def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
@@ -135,21 +130,17 @@ class HyperFormerModel(MultiTaskT5):
     """A T5 whose per-task adapters (after every self-attention and feed-forward sublayer) are generated
     by HyperFormer++'s hypernetwork from task, layer and position embeddings."""
 
-    config_class = HyperFormerConfig
     config: HyperFormerConfig
 
     def build(self) -> None:
-        cfg = self.config
+        cfg, layout = self.config, self.layout
         self.task_embedding = nn.Parameter(torch.empty(cfg.num_tasks, cfg.task_embedding_dim))  # e_tau
         self.task_projector = _mlp(cfg.task_embedding_dim, cfg.task_hidden_dim, cfg.projected_task_embedding_dim)
         self.hypernetworks = nn.ModuleDict({
-            stack: AdapterHypernetwork(cfg, self.base.config.d_model, len(getattr(self.base, stack).block))
-            for stack in STACKS
+            stack: AdapterHypernetwork(cfg, layout.d_model, M) for stack, M in layout.num_layers.items()
         })
         self.reset_parameters()
-        install_adapter_hooks(self.base)
-        self._adapter_cache: tuple[tuple, dict[str, dict[str, torch.Tensor]]] | None = None
-        self.to(device=next(self.base.parameters()).device)
+        install_adapter_hooks(layout)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -165,7 +156,6 @@ class HyperFormerModel(MultiTaskT5):
             nn.init.normal_(hypernetwork.position_embedding)
 
     def per_task_parameters(self) -> dict[str, nn.Parameter]:
-        """Parameters whose first dimension indexes tasks: only task tau's loss may update row tau."""
         return {"task_embedding": self.task_embedding}
 
     def generate_adapters(self, tasks: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
@@ -174,23 +164,13 @@ class HyperFormerModel(MultiTaskT5):
         return {stack: hypernetwork(projected) for stack, hypernetwork in self.hypernetworks.items()}
 
     def adapter_tables(self, task_ids: torch.Tensor) -> tuple[dict[str, dict[str, torch.Tensor]], torch.Tensor]:
-        """Adapter tables and each example's row in them (distinct tasks with grad; cached all tasks without)."""
-        if not torch.is_grad_enabled():
-            key = tuple((p.data_ptr(), p._version, p.dtype) for _, p in self.added_named_parameters())
-            if self._adapter_cache is None or self._adapter_cache[0] != key:
-                all_tasks = torch.arange(self.config.num_tasks, device=task_ids.device)
-                self._adapter_cache = (key, self.generate_adapters(all_tasks))
-            return self._adapter_cache[1], task_ids
-        tasks, rows = torch.unique(task_ids, return_inverse=True)
-        return self.generate_adapters(tasks), rows
+        """Adapter tables and each example's row [B] in them (distinct tasks with grad; cached all tasks
+        without: :meth:`MultiTaskT5.task_tables`)."""
+        return self.task_tables(task_ids, self.generate_adapters)
 
     def conditioning_inputs(self, task_ids: torch.Tensor, inputs: dict[str, Any]) -> dict[str, Any]:
         tables, rows = self.adapter_tables(task_ids)
         return {**inputs, "adapter_state": AdapterState(tables, self.config.activation), "adapter_row_index": rows}
-
-    def train(self, mode: bool = True) -> HyperFormerModel:
-        self._adapter_cache = None
-        return super().train(mode)
 
 
 def hyperformer_added_parameters(config: HyperFormerConfig, shape: BackboneShape) -> int:
@@ -203,9 +183,8 @@ def hyperformer_added_parameters(config: HyperFormerConfig, shape: BackboneShape
     generators = (t + 1) * (r * d + r) + (t + 1) * (d * r + d)
     if config.conditional_layer_norm:
         generators += (t + 1) * 2 * d
-    per_stack = [(m + len(ADAPTER_POSITIONS)) * t + mixer + generators
-                 for m in (shape.num_encoder_layers, shape.num_decoder_layers)]
+    per_stack = [(m + len(ADAPTER_POSITIONS)) * t + mixer + generators for m in shape.num_layers.values()]
     return T * t_in + projector + sum(per_stack)
 
 
-ADDED_PARAMETER_FORMULAS["hyperformer++"] = hyperformer_added_parameters
+register_method("hyperformer++", HyperFormerConfig, HyperFormerModel, hyperformer_added_parameters)
