@@ -97,8 +97,18 @@ def fixture_inputs() -> dict[str, torch.Tensor]:
                 decoder_input_ids=torch.randint(3, 64, (3, 2), generator=generator), task_ids=torch.tensor([2, 0, 1]))
 
 
+@pytest.fixture
+def one_thread():
+    """The fixture logits were computed with one CPU thread: other thread counts change the float summation
+    order, and bit-identity is only meaningful with the same one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("method", sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()))
-def test_model_saved_before_the_registry_loads_with_identical_logits(method, tmp_path):
+def test_model_saved_before_the_registry_loads_with_identical_logits(method, tmp_path, one_thread):
     """``fixtures/saved_before_registry`` was written by commit 3e51ebf (before one registration per method):
     each method on a seeded t5-tiny (vocab 64), its added weights perturbed, saved without the backbone;
     ``logits.safetensors`` holds that code's logits for :func:`fixture_inputs`."""
