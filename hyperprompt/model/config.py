@@ -34,6 +34,9 @@ class MethodConfig:
     freeze_backbone: bool = False
 
     method: ClassVar[str] = "mtl"
+    #: fields added after models of this method were first saved, with the value that reproduces what a
+    #: ``method_config.json`` without them meant (applied when loading a saved model)
+    saved_defaults: ClassVar[dict[str, Any]] = {}
     #: ``{method name: config class}``, a view of the method registry
     registry: ClassVar[RegistryView] = RegistryView("config_cls")
 

@@ -78,6 +78,8 @@ def load_pretrained(
     backbone = meta.pop("backbone", None)
     base_name = meta.pop("base_model_name_or_path", None)
     meta.pop("format_version", None)
+    if "method" in meta:  # a file written before a field existed means that field's old behaviour
+        meta = {**method_named(meta["method"]).config_cls.saved_defaults, **meta}
     config = MethodConfig.from_dict(meta)
     model_class = method_named(config.method).model_cls
     if base_model is None:
