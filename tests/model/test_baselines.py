@@ -75,6 +75,20 @@ def test_every_method_is_registered_and_reported_by_params(capsys):
         assert 0 < rows[method]["added_percent"] < 100
 
 
+def test_params_counts_the_released_checkpoints_shapes(capsys):
+    """The parameters of the released checkpoints (from their shapes: vocab 32128, their config.json):
+    T5 v1.1 has an LM head apart from the embedding, which transformers 5 would build tied."""
+    from hyperprompt.cli.main import main
+
+    assert main(["params", "--model", "t5-base", "--model", "t5-v1_1-small", "--model", "t5-v1_1-base",
+                 "--model", "t5-v1_1-large", "--method", "hyperprompt-global", "--json"]) == 0
+    rows = {row["model"]: row["backbone_parameters"] for row in json.loads(capsys.readouterr().out)["rows"]}
+    embedding = 32128 * 768
+    assert rows["t5-v1_1-base"] == 222_903_552 + embedding == 247_577_856
+    assert rows["t5-base"] == 222_903_552  # v1.0: tied, as its checkpoint
+    assert rows["t5-v1_1-small"] == 76_961_152 and rows["t5-v1_1-large"] == 783_150_080
+
+
 @pytest.mark.parametrize("method", BASELINES)
 def test_forward_backward_on_mixed_batch(method):
     base = tiny_base()
