@@ -4,11 +4,16 @@ In every block of the encoder and the decoder, an adapter rewrites the output of
 sublayer and of the feed-forward sublayer, before T5's dropout and residual add (the placement of
 the HyperFormer code base, which the HyperPrompt paper's adapter numbers come from)::
 
-    A_tau(x) = x + U_tau act(D_tau x + b_D) + b_U        D: d_model -> r,  U: r -> d_model
+    A_tau(x) = x + LN_tau(U_tau act(D_tau x + b_D) + b_U)   D: d_model -> r,  U: r -> d_model
     h = h + Dropout(A_tau(SelfAttention(LN(h))))          h = h + Dropout(A_tau(FF(LN(h))))
 
+``LN_tau`` is a layer norm on the adapter's output (the HyperFormer code's adapter controller:
+``add_layer_norm_after_adapter``, on by default; weight 1, bias 0 at the start), one per task like the
+adapter itself; ``layer_norm: false`` leaves it out. With ``freeze_backbone`` the backbone's own layer norms
+are still trained (Houlsby et al.; the HyperFormer code's ``unfreeze_layer_norms``), shared by the tasks;
+``train_layer_norms: false`` freezes them too.
 Decoder cross-attention gets no adapter (Houlsby's two adapters per layer; HyperFormer does the same).
-``U`` and ``D`` start small (std 1e-2), so an adapter starts near the identity.
+``U`` and ``D`` start small (std 1e-2).
 
 Routing: the self-attention module receives the forward kwargs, T5's feed-forward sublayer does not.
 A forward hook on each self-attention reads ``adapter_state`` / ``adapter_row_index`` (the kwargs
@@ -30,7 +35,7 @@ from transformers.activations import ACT2FN
 
 from hyperprompt.model.base import MultiTaskT5
 from hyperprompt.model.config import BottleneckMixin, MethodConfig
-from hyperprompt.model.layout import BackboneLayout, BackboneShape
+from hyperprompt.model.layout import BackboneLayout, BackboneShape, layer_norm_parameters
 from hyperprompt.model.registry import register_method
 
 #: where adapters sit in a block, in table order
@@ -46,15 +51,19 @@ class AdapterConfig(MethodConfig, BottleneckMixin):
             factor 32: 24 at T5-Base), at least 1.
         activation: the bottleneck non-linearity, any name in ``transformers.activations.ACT2FN``
             (HyperFormer's T5 configs use ``gelu_new``).
-        init_std: std of the adapter weights at initialisation (biases start at 0); small, so each
-            adapter starts near the identity (Houlsby: 1e-2).
+        init_std: std of the adapter weights at initialisation (biases start at 0); small (Houlsby: 1e-2).
+        layer_norm: a per-task layer norm on each adapter's output (the HyperFormer code's default).
+        train_layer_norms: under ``freeze_backbone``, keep the backbone's layer norms trainable (Houlsby).
     """
 
     bottleneck_dim: int | None = None
     activation: str = "gelu_new"
     init_std: float = 1e-2
+    layer_norm: bool = True
+    train_layer_norms: bool = True
 
     method: ClassVar[str] = "adapter"
+    saved_defaults: ClassVar[dict[str, Any]] = {"layer_norm": False, "train_layer_norms": False}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -168,6 +177,9 @@ class AdapterModel(MultiTaskT5):
                 "up_weight": nn.Parameter(torch.empty(T, M, P, d, r)),
                 "up_bias": nn.Parameter(torch.zeros(T, M, P, d)),
             })
+            if self.config.layer_norm:
+                self.adapters[stack]["norm_weight"] = nn.Parameter(torch.ones(T, M, P, d))
+                self.adapters[stack]["norm_bias"] = nn.Parameter(torch.zeros(T, M, P, d))
         for params in self.adapters.values():
             nn.init.normal_(params["down_weight"], std=self.config.init_std)
             nn.init.normal_(params["up_weight"], std=self.config.init_std)
@@ -176,17 +188,22 @@ class AdapterModel(MultiTaskT5):
     def per_task_parameters(self) -> dict[str, nn.Parameter]:
         return {f"adapters.{stack}.{name}": p for stack, params in self.adapters.items() for name, p in params.items()}
 
+    def backbone_parameters_to_train(self) -> list[nn.Parameter]:
+        return layer_norm_parameters(self.base) if self.config.train_layer_norms else []
+
     def conditioning_inputs(self, task_ids: torch.Tensor, inputs: dict[str, Any]) -> dict[str, Any]:
         tables = {stack: dict(params.items()) for stack, params in self.adapters.items()}
         return {**inputs, "adapter_state": AdapterState(tables, self.config.activation), "adapter_row_index": task_ids}
 
 
 def adapter_added_parameters(config: AdapterConfig, shape: BackboneShape) -> int:
-    """``T · (M_enc + M_dec) · 2 · (2·r·d + r + d)``: two adapters per layer, per task."""
+    """``T · (M_enc + M_dec) · 2 · (2·r·d + r + d (+ 2d))``: two adapters per layer, per task (with their layer
+    norms). The backbone's layer norms trained under ``freeze_backbone`` are the backbone's, not added."""
     d = shape.d_model
     r = config.resolved_bottleneck(d)
     layers = shape.num_encoder_layers + shape.num_decoder_layers
-    return config.num_tasks * layers * len(ADAPTER_POSITIONS) * (2 * r * d + r + d)
+    norm = 2 * d if config.layer_norm else 0
+    return config.num_tasks * layers * len(ADAPTER_POSITIONS) * (2 * r * d + r + d + norm)
 
 
 register_method("adapter", AdapterConfig, AdapterModel, adapter_added_parameters)

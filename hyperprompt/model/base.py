@@ -62,6 +62,8 @@ class MultiTaskT5(nn.Module):
         if config.freeze_backbone:
             for parameter in self.base.parameters():
                 parameter.requires_grad_(False)
+            for parameter in self.backbone_parameters_to_train():
+                parameter.requires_grad_(True)
 
     @classmethod
     def from_base(cls, base: PreTrainedModel, config: MethodConfig) -> MultiTaskT5:
@@ -77,6 +79,11 @@ class MultiTaskT5(nn.Module):
 
     def build(self) -> None:
         """Create the added modules and hook them into ``self.base``."""
+
+    def backbone_parameters_to_train(self) -> list[nn.Parameter]:
+        """Backbone parameters that stay trainable under ``freeze_backbone`` (adapters: the layer norms,
+        as Houlsby et al. and the HyperFormer code do). Default: none."""
+        return []
 
     def conditioning_inputs(
         self, task_ids: torch.Tensor, inputs: dict[str, Any]

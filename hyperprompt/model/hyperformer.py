@@ -39,7 +39,7 @@ from hyperprompt.model.adapters import (
 )
 from hyperprompt.model.base import MultiTaskT5
 from hyperprompt.model.config import BottleneckMixin, MethodConfig, check_positive
-from hyperprompt.model.layout import BackboneShape
+from hyperprompt.model.layout import BackboneShape, layer_norm_parameters
 from hyperprompt.model.registry import register_method
 
 
@@ -58,6 +58,8 @@ class HyperFormerConfig(MethodConfig, BottleneckMixin):
         task_projector: pass e_tau through a ReLU MLP before the mixer (``k_tau = h_p(e_tau)``). Off by
             default, as in the authors' released configuration (``train_task_embeddings: false``);
             models saved before this option existed had it on and load that way.
+        train_layer_norms: under ``freeze_backbone``, keep the backbone's layer norms trainable (the
+            authors' ``unfreeze_layer_norms``).
         task_hidden_dim: e, hidden width of the task projector and of the mixer (authors: 128).
         conditional_layer_norm: generate a layer norm (gamma, beta) applied to each adapter's output
             (authors' HyperFormer++ config: on).
@@ -72,9 +74,10 @@ class HyperFormerConfig(MethodConfig, BottleneckMixin):
     conditional_layer_norm: bool = True
     init_std: float = 1e-2
     task_projector: bool = False
+    train_layer_norms: bool = True
 
     method: ClassVar[str] = "hyperformer++"
-    saved_defaults: ClassVar[dict[str, Any]] = {"task_projector": True}
+    saved_defaults: ClassVar[dict[str, Any]] = {"task_projector": True, "train_layer_norms": False}
 
     @property
     def task_key_dim(self) -> int:
@@ -173,6 +176,9 @@ class HyperFormerModel(MultiTaskT5):
 
     def per_task_parameters(self) -> dict[str, nn.Parameter]:
         return {"task_embedding": self.task_embedding}
+
+    def backbone_parameters_to_train(self) -> list[nn.Parameter]:
+        return layer_norm_parameters(self.base) if self.config.train_layer_norms else []
 
     def generate_adapters(self, tasks: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
         """Adapters of ``tasks`` (LongTensor [R]): ``{stack: {name: [R, M, P, ...]}}``."""

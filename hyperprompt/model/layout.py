@@ -164,3 +164,11 @@ def family_of_config(config: Any) -> BackboneFamily:
 def backbone_layout(base: nn.Module) -> BackboneLayout:
     """The layout of ``base``; a ValueError if no family covers its class."""
     return family_of_model(base).layout(base)
+
+
+def layer_norm_parameters(base: nn.Module) -> list[nn.Parameter]:
+    """The parameters of a backbone's normalisation layers (``nn.LayerNorm`` and the RMS norms of T5,
+    Llama, ...: any module whose class name ends in ``LayerNorm`` or ``RMSNorm``), in module order."""
+    return [parameter for module in base.modules()
+            if isinstance(module, nn.LayerNorm) or type(module).__name__.endswith(("LayerNorm", "RMSNorm"))
+            for parameter in module.parameters(recurse=False)]

@@ -125,7 +125,7 @@ def test_gradient_isolation(method):
     expected = {"prompt-tuning": {"prompts"},
                 "prefix-tuning": {"prefixes.encoder", "prefixes.decoder"},
                 "adapter": {f"adapters.{s}.{n}" for s in ("encoder", "decoder")
-                            for n in ("down_weight", "down_bias", "up_weight", "up_bias")},
+                            for n in ("down_weight", "down_bias", "up_weight", "up_bias", "norm_weight", "norm_bias")},
                 "hyperformer++": {"task_embedding"}}[method]
     assert set(per_task) == expected
     for name, parameter in per_task.items():
@@ -153,7 +153,14 @@ def test_save_load_round_trip(tmp_path, method, freeze):
     assert torch.equal(got, expected)
     trainable = {n for n, p in loaded.named_parameters() if p.requires_grad}
     assert {n for n in trainable if not n.startswith("base.")} == {n for n, _ in loaded.added_named_parameters()}
-    assert any(n.startswith("base.") for n in trainable) != freeze
+    trained_backbone = {n for n in trainable if n.startswith("base.")}
+    if not freeze:
+        assert trained_backbone == {n for n, _ in loaded.named_parameters() if n.startswith("base.")}
+    elif method in ("adapter", "hyperformer++"):  # Houlsby / the HyperFormer code train the layer norms
+        assert trained_backbone and all("layer_norm" in n for n in trained_backbone)
+        assert trained_backbone == {n for n, _ in loaded.base.named_parameters(prefix="base") if "layer_norm" in n}
+    else:
+        assert not trained_backbone
 
 
 @pytest.mark.parametrize("method", BASELINES)
@@ -190,6 +197,7 @@ def test_generate_with_task_ids(method):
     ("prefix-tuning", {"reparameterize": True, "reparameterization_hidden_dim": 11}),
     ("adapter", {}),
     ("adapter", {"bottleneck_dim": 5}),
+    ("adapter", {"layer_norm": False}),
     ("hyperformer++", {}),
     ("hyperformer++", {"conditional_layer_norm": False, "bottleneck_dim": 3, "task_embedding_dim": 6,
                        "projected_task_embedding_dim": 5, "task_hidden_dim": 7}),
@@ -298,10 +306,10 @@ def naive_adapter(x: torch.Tensor, weights: dict[str, torch.Tensor], activation:
                                                   ("hyperformer++", {"task_projector": True})])
 def test_adapters_match_naive_sublayers(method, settings):
     model = make_model(method, **settings).eval()
-    if method == "adapter":  # move the adapters away from the identity
+    if method == "adapter":  # move the adapters (and their layer norms) away from the start
         for params in model.adapters.values():
             for p in params.values():
-                p.data.normal_(std=0.3)
+                p.data.normal_(mean=1.0 if p.dim() == 4 and p is params.get("norm_weight") else 0.0, std=0.3)
     ids, mask, labels = batch()
     task_ids = torch.tensor([2, 0, 1, 2])
     captured = {}
@@ -427,4 +435,7 @@ def test_gradient_checkpointing_gives_same_gradients(method):
     assert model.is_gradient_checkpointing
     model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).loss.backward()
     for name, grad in reference.items():
-        assert torch.allclose(model.get_parameter(name).grad, grad, atol=1e-6), name
+        # relative to the tensor's scale: the adapters' layer norm divides by the small std of a small adapter
+        # output, which makes some gradients large (~8) and magnifies float noise in them (observed 7e-6)
+        error = (model.get_parameter(name).grad - grad).abs().max()
+        assert error <= 1e-5 * grad.abs().max() + 1e-6, (name, error)
