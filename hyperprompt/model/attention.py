@@ -12,8 +12,9 @@ For a self-attention layer tagged with a slot (``module._prompt_slot = (stack, l
 
 Prompt columns get zero position bias and are never masked (not by padding, not by causality), so
 decoder position 0 sees all l prompts. Prompts never enter the KV cache: cache lengths, relative
-positions and ``cache_position`` stay those of the real tokens. Cross-attention modules carry no slot
-and run unchanged.
+positions and ``cache_position`` stay those of the real tokens. Cross-attention modules carry the slot
+``("cross", layer)``: they run unchanged unless the prompt state has a ``"cross"`` table (prefix tuning's
+cross-attention prefixes, in front of the encoder's keys and values).
 
 Routing a backbone through this function (:func:`route_prompted_attention`) needs only its
 :class:`~hyperprompt.model.layout.BackboneLayout`: the self-attention modules to tag with slots.
@@ -206,10 +207,13 @@ def register_attention() -> None:
 
 
 def tag_prompt_slots(layout: BackboneLayout) -> None:
-    """Tag each self-attention module with its ``(stack, layer)`` slot, where it finds its prompts."""
+    """Tag each self-attention module with its ``(stack, layer)`` slot, where it finds its prompts, and each
+    cross-attention module with ``("cross", layer)``."""
     for stack in layout.stacks:
         for layer, module in enumerate(layout.self_attention[stack]):
             module._prompt_slot = (stack, layer)
+    for layer, module in enumerate(layout.cross_attention):
+        module._prompt_slot = ("cross", layer)
 
 
 def set_attention_implementation(base: torch.nn.Module, name: str) -> None:

@@ -164,7 +164,7 @@ class MultiTaskT5(nn.Module):
     def observe_attention(self, observer: Callable[..., None]) -> Iterator[None]:
         """Call ``observer(module=, slot=, weights=, prompt_length=, attention_mask=)`` from every attention
         layer while inside: ``weights`` [B, h, q, l + k] are one layer's softmax weights, prompt columns
-        first; ``slot`` is ``(stack, layer)`` for self-attention and None for cross-attention. Works for
+        first; ``slot`` is ``(stack, layer)`` for self-attention and ``("cross", layer)`` for cross-attention. Works for
         every method (the backbone runs through the prompted attention function meanwhile); normal
         forwards never compute the weights."""
         tag_prompt_slots(self.layout)

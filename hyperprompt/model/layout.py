@@ -15,7 +15,7 @@ it as ``position_bias`` and gives the prompt columns zero bias (``attention.py``
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -64,6 +64,8 @@ class BackboneLayout:
             tuple whose first item is the attention output [B, n, d_model].
         feed_forward: ``{stack: [module per layer]}``: the feed-forward modules, output [B, n, d_model].
         d_model: the residual width; num_heads: h; head_dim: d_kv, the width of one head's keys/values.
+        cross_attention: the decoder's cross-attention modules, one per decoder layer (empty for a backbone
+            without cross-attention); they receive the forward kwargs like the self-attention modules.
     """
 
     family: str
@@ -73,6 +75,7 @@ class BackboneLayout:
     d_model: int
     num_heads: int
     head_dim: int
+    cross_attention: list[nn.Module] = field(default_factory=list)
 
     @property
     def num_layers(self) -> dict[str, int]:
@@ -122,6 +125,7 @@ def t5_layout(base: nn.Module) -> BackboneLayout:
         d_model=shape.d_model,
         num_heads=shape.num_heads,
         head_dim=shape.d_kv,
+        cross_attention=[block.layer[1].EncDecAttention for block in blocks["decoder"]],
     )
 
 

@@ -1,16 +1,21 @@
-"""Prefix tuning (Li & Liang, 2021), multi-task: learned per-task, per-layer key/value prefixes.
+"""Prefix tuning (Li & Liang, 2021), multi-task: learned per-task key/value prefixes in every attention.
 
-The ablation that isolates what HyperPrompt's hypernetworks add: the same injection point (prepended
-to the projected keys and values of every encoder and/or decoder self-attention, through
-:func:`~hyperprompt.model.attention.prompted_attention` and a :class:`~hyperprompt.model.attention.PromptState`),
-the same prompt lengths, but each (task, layer) prefix is stored directly::
+Li & Liang's encoder-decoder setting (their BART summarisation code): prefixes for the encoder's
+self-attention, the decoder's self-attention **and** the decoder's cross-attention, each kind produced by its
+own MLP reparameterisation from a small prefix table, with prefix dropout::
 
-    K' = [P^m_{tau,k} ; K]     V' = [P^m_{tau,v} ; V]      P^m_{tau,k}, P^m_{tau,v}: [h, l, d_kv]
+    [P^1 .. P^M]_{tau,k|v} = MLP_s(P'_{s,tau})     P'_{s,tau}: [l_s, d_model]    MLP_s: d_model -> H (tanh) -> M·2·h·d_kv
+    K' = [P^m_{tau,k} ; K]     V' = [P^m_{tau,v} ; V]      in every layer m of each kind s
 
-Optionally (``reparameterize``) the prefixes come from Li & Liang's MLP reparameterisation, one MLP per
-stack shared by tasks and layers: ``[P^1..P^M]_{tau,k|v} = MLP(P'_tau)`` with ``P'_tau`` [l, d_model]
-and ``MLP: d_model -> H (tanh) -> M * 2 * h * d_kv``. Li & Liang use it to stabilise training and
-keep only its output at inference; here it is trained and saved like any other added weight.
+for s in (encoder, decoder, cross); row tau of each P' is task tau's, the MLPs are shared by the tasks
+(Li & Liang train one model per task, with one MLP each; shared MLPs are what a multi-task model with a
+per-task P' means). The prefixes go through the same injection point as HyperPrompt's
+(:func:`~hyperprompt.model.attention.prompted_attention`): prepended to the projected keys and values,
+zero position bias, never masked, never in the KV cache. Cross-attention prefixes sit in front of the
+encoder's keys and values seen by each decoder layer.
+
+``prefix-tuning-self`` keeps the earlier ablation: self-attention only, prefixes stored directly
+(no MLP), N(0, 1) -- HyperPrompt without its hypernetworks, the same prompt lengths and injection point.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hyperprompt.model.attention import PromptState
@@ -27,41 +33,74 @@ from hyperprompt.model.config import MethodConfig, PromptedStacksMixin, check_po
 from hyperprompt.model.layout import BackboneShape
 from hyperprompt.model.registry import register_method
 
+#: the kinds of attention a prefix can be put in front of, in table order
+PREFIX_KINDS = ("encoder", "decoder", "cross")
+
 
 @dataclass
 class PrefixTuningConfig(MethodConfig, PromptedStacksMixin):
-    """Per-task, per-layer key/value prefixes in self-attention, without hypernetworks.
+    """Per-task key/value prefixes in every attention layer.
 
     Attributes:
-        encoder_prompt_length, decoder_prompt_length, apply_to: as :class:`HyperPromptConfig`
-            (16, 6, ``both``), so that the comparison with HyperPrompt changes only how prompts are made.
-        init_std: std of the stored prefixes at initialisation (1.0: the scale of HyperPrompt's generated
-            prompts at initialisation). With ``reparameterize``, the std of P' instead.
-        reparameterize: produce the prefixes with Li & Liang's MLP (off by default: the plain ablation).
-        reparameterization_hidden_dim: H, hidden width of that MLP (Li & Liang: 512).
+        encoder_prompt_length, decoder_prompt_length, apply_to: the self-attention prefixes, as
+            :class:`HyperPromptConfig` (16, 6, ``both``), so that the comparison with HyperPrompt changes only
+            how prompts are made.
+        cross_attention: prefixes in the decoder's cross-attention too (Li & Liang's encoder-decoder setting).
+        cross_prompt_length: their length (16, the encoder's: they extend the encoder's keys).
+        reparameterize: produce the prefixes with an MLP per kind (Li & Liang; on by default).
+        reparameterization_hidden_dim: H, that MLP's hidden width (Li & Liang: 512).
+        prefix_dropout: dropout on the produced prefixes while training (Li & Liang's ``prefix_dropout``;
+            their default 0).
+        init_std: std of P' (or of the stored prefixes without ``reparameterize``) at initialisation (1.0:
+            ``nn.Embedding``'s, as Li & Liang's prefix tables).
     """
 
     encoder_prompt_length: int = 16
     decoder_prompt_length: int = 6
     apply_to: str = "both"
-    init_std: float = 1.0
-    reparameterize: bool = False
+    cross_attention: bool = True
+    cross_prompt_length: int = 16
+    reparameterize: bool = True
     reparameterization_hidden_dim: int = 512
+    prefix_dropout: float = 0.0
+    init_std: float = 1.0
 
     method: ClassVar[str] = "prefix-tuning"
+    #: a method_config.json written before cross-attention prefixes and prefix dropout existed
+    saved_defaults: ClassVar[dict[str, Any]] = {"cross_attention": False, "cross_prompt_length": 16, "prefix_dropout": 0.0}
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check_prompted_stacks()
-        check_positive(self, "reparameterization_hidden_dim")
+        check_positive(self, "reparameterization_hidden_dim", "cross_prompt_length")
+        if not 0.0 <= self.prefix_dropout < 1.0:
+            raise ValueError(f"prefix_dropout must be in [0, 1), got {self.prefix_dropout!r}.")
+
+    def prefix_lengths(self) -> dict[str, int]:
+        """``{kind: l}`` for the kinds of attention that get prefixes, in :data:`PREFIX_KINDS` order."""
+        lengths = dict(self.prompt_lengths())
+        if self.cross_attention:
+            lengths["cross"] = self.cross_prompt_length
+        return lengths
+
+
+@dataclass
+class PrefixAblationConfig(PrefixTuningConfig):
+    """``prefix-tuning-self``: self-attention prefixes stored directly, no MLP, no cross-attention."""
+
+    cross_attention: bool = False
+    reparameterize: bool = False
+
+    method: ClassVar[str] = "prefix-tuning-self"
+    saved_defaults: ClassVar[dict[str, Any]] = {}
 
 
 class PrefixTuningModel(MultiTaskT5):
-    """A T5 with a learned key/value prefix per (task, layer) in every (encoder and/or decoder) self-attention.
+    """A backbone with learned key/value prefixes per (task, layer) in its attention layers.
 
     Attributes:
-        prefixes: ``{stack: [T, M, 2, h, l, d_kv]}`` (keys 0, values 1), without ``reparameterize``.
-        prompts, reparameterization: ``{stack: [T, l, d_model]}`` and ``{stack: MLP}``, with it.
+        prompts, reparameterization: ``{kind: [T, l, d_model]}`` (P') and ``{kind: MLP}``, with ``reparameterize``.
+        prefixes: ``{kind: [T, M, 2, h, l, d_kv]}`` (keys 0, values 1), without it.
     """
 
     config: PrefixTuningConfig
@@ -69,59 +108,68 @@ class PrefixTuningModel(MultiTaskT5):
     def build(self) -> None:
         cfg, layout = self.config, self.layout
         T, h, d_kv, d = cfg.num_tasks, layout.num_heads, layout.head_dim, layout.d_model
-        self.num_layers = {stack: layout.num_layers[stack] for stack in cfg.prompt_lengths()}
+        lengths = cfg.prefix_lengths()
+        if "cross" in lengths and not layout.cross_attention:
+            raise ValueError(f"cross_attention: this {layout.family} backbone has no cross-attention; set "
+                             "cross_attention: false")
+        self.num_layers = {kind: len(layout.cross_attention) if kind == "cross" else layout.num_layers[kind]
+                           for kind in lengths}
         self.head_shape = (h, d_kv)
         if cfg.reparameterize:
             H = cfg.reparameterization_hidden_dim
             self.prompts = nn.ParameterDict({
-                stack: nn.Parameter(torch.randn(T, length, d) * cfg.init_std)
-                for stack, length in cfg.prompt_lengths().items()
+                kind: nn.Parameter(torch.randn(T, length, d) * cfg.init_std) for kind, length in lengths.items()
             })
             self.reparameterization = nn.ModuleDict({
-                stack: nn.Sequential(nn.Linear(d, H), nn.Tanh(), nn.Linear(H, M * 2 * h * d_kv))
-                for stack, M in self.num_layers.items()
+                kind: nn.Sequential(nn.Linear(d, H), nn.Tanh(), nn.Linear(H, M * 2 * h * d_kv))
+                for kind, M in self.num_layers.items()
             })
         else:
             self.prefixes = nn.ParameterDict({
-                stack: nn.Parameter(torch.randn(T, self.num_layers[stack], 2, h, length, d_kv) * cfg.init_std)
-                for stack, length in cfg.prompt_lengths().items()
+                kind: nn.Parameter(torch.randn(T, self.num_layers[kind], 2, h, length, d_kv) * cfg.init_std)
+                for kind, length in lengths.items()
             })
         self.use_prompted_attention()
 
     def per_task_parameters(self) -> dict[str, nn.Parameter]:
         if self.config.reparameterize:
-            return {f"prompts.{stack}": p for stack, p in self.prompts.items()}
-        return {f"prefixes.{stack}": p for stack, p in self.prefixes.items()}
+            return {f"prompts.{kind}": p for kind, p in self.prompts.items()}
+        return {f"prefixes.{kind}": p for kind, p in self.prefixes.items()}
 
     def prefix_tables(self) -> dict[str, torch.Tensor]:
-        """Every task's prefixes as prompt tables ``{stack: [M, T, 2, h, l, d_kv]}`` (row = task id)."""
+        """Every task's prefixes as prompt tables ``{kind: [M, T, 2, h, l, d_kv]}`` (row = task id), with
+        prefix dropout while training."""
         if not self.config.reparameterize:
-            return {stack: p.transpose(0, 1) for stack, p in self.prefixes.items()}
-        h, d_kv = self.head_shape
-        tables = {}
-        for stack, prompt in self.prompts.items():
-            T, length, _ = prompt.shape
-            out = self.reparameterization[stack](prompt)  # [T, l, M * 2 * h * d_kv]
-            out = out.reshape(T, length, self.num_layers[stack], 2, h, d_kv)
-            tables[stack] = out.permute(2, 0, 3, 4, 1, 5)  # [M, T, 2, h, l, d_kv]
+            tables = {kind: p.transpose(0, 1) for kind, p in self.prefixes.items()}
+        else:
+            h, d_kv = self.head_shape
+            tables = {}
+            for kind, prompt in self.prompts.items():
+                T, length, _ = prompt.shape
+                out = self.reparameterization[kind](prompt)  # [T, l, M * 2 * h * d_kv]
+                out = out.reshape(T, length, self.num_layers[kind], 2, h, d_kv)
+                tables[kind] = out.permute(2, 0, 3, 4, 1, 5)  # [M, T, 2, h, l, d_kv]
+        if self.config.prefix_dropout and self.training:
+            tables = {kind: F.dropout(table, self.config.prefix_dropout) for kind, table in tables.items()}
         return tables
 
     def task_prefixes(self, task: int | str) -> dict[str, torch.Tensor]:
-        """The prefixes of one task: ``{stack: [M, 2, h, l, d_kv]}`` (keys 0, values 1)."""
+        """The prefixes of one task: ``{kind: [M, 2, h, l, d_kv]}`` (keys 0, values 1)."""
         task_id = self.config.task_id(task) if isinstance(task, str) else int(task)
-        return {stack: table[:, task_id] for stack, table in self.prefix_tables().items()}
+        return {kind: table[:, task_id] for kind, table in self.prefix_tables().items()}
 
     def conditioning_inputs(self, task_ids: torch.Tensor, inputs: dict[str, Any]) -> dict[str, Any]:
         return {**inputs, "prompt_state": PromptState(self.prefix_tables()), "prompt_row_index": task_ids}
 
 
 def prefix_tuning_added_parameters(config: PrefixTuningConfig, shape: BackboneShape) -> int:
-    """Stored: ``T · Σ_s M_s · 2 · l_s · h·d_kv``. Reparameterised: ``Σ_s [T·l_s·d + (d+1)·H + (H+1)·M_s·2·h·d_kv]``."""
-    layers = shape.num_layers
+    """Reparameterised: ``Σ_s [T·l_s·d + (d+1)·H + (H+1)·M_s·2·h·d_kv]``; stored: ``T · Σ_s M_s·2·l_s·h·d_kv``,
+    over the kinds s (encoder / decoder self-attention, cross-attention: M = decoder layers)."""
+    layers = {**shape.num_layers, "cross": shape.num_decoder_layers}
     T, d, y, H = config.num_tasks, shape.d_model, shape.attention_width, config.reparameterization_hidden_dim
     total = 0
-    for stack, length in config.prompt_lengths().items():
-        M = layers[stack]
+    for kind, length in config.prefix_lengths().items():
+        M = layers[kind]
         if config.reparameterize:
             total += T * length * d + (d + 1) * H + (H + 1) * M * 2 * y
         else:
@@ -130,3 +178,4 @@ def prefix_tuning_added_parameters(config: PrefixTuningConfig, shape: BackboneSh
 
 
 register_method("prefix-tuning", PrefixTuningConfig, PrefixTuningModel, prefix_tuning_added_parameters)
+register_method("prefix-tuning-self", PrefixAblationConfig, PrefixTuningModel, prefix_tuning_added_parameters)

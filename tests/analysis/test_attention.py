@@ -36,7 +36,8 @@ def make_model(method: str) -> MultiTaskT5:
                                    encoder_prompt_length=ENC_L, decoder_prompt_length=DEC_L)
         return HyperPromptModel.from_base(base, config)
     if method == "prefix-tuning":
-        config = PrefixTuningConfig(task_names=TASKS, encoder_prompt_length=ENC_L, decoder_prompt_length=DEC_L)
+        config = PrefixTuningConfig(task_names=TASKS, encoder_prompt_length=ENC_L, decoder_prompt_length=DEC_L,
+                                    reparameterize=False)  # stored prefixes: their keys can be zeroed
         return PrefixTuningModel.from_base(base, config)
     if method == "prompt-tuning":
         return PromptTuningModel.from_base(base, PromptTuningConfig(task_names=TASKS, prompt_length=ENC_L))

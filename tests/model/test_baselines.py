@@ -27,11 +27,13 @@ from hyperprompt.model.params import ADDED_PARAMETER_FORMULAS, BackboneShape, ad
 from hyperprompt.model.presets import t5_config
 
 TASKS = ["alpha", "beta", "gamma"]
-BASELINES = ["mtl", "prompt-tuning", "prefix-tuning", "adapter", "hyperformer++"]
+BASELINES = ["mtl", "prompt-tuning", "prefix-tuning", "prefix-tuning-self", "adapter", "hyperformer++"]
 ALL_METHODS = [*BASELINES, "hyperprompt-share", "hyperprompt-sep", "hyperprompt-global"]
 SMALL = {  # short prompts keep the tests fast; everything else at its default
     "prompt-tuning": {"prompt_length": 3},
-    "prefix-tuning": {"encoder_prompt_length": 3, "decoder_prompt_length": 2},
+    "prefix-tuning": {"encoder_prompt_length": 3, "decoder_prompt_length": 2, "cross_prompt_length": 4,
+                      "reparameterization_hidden_dim": 16},
+    "prefix-tuning-self": {"encoder_prompt_length": 3, "decoder_prompt_length": 2},
     "hyperprompt-share": {"encoder_prompt_length": 3, "decoder_prompt_length": 2},
     "hyperprompt-sep": {"encoder_prompt_length": 3, "decoder_prompt_length": 2},
     "hyperprompt-global": {"encoder_prompt_length": 3, "decoder_prompt_length": 2},
@@ -123,7 +125,8 @@ def test_gradient_isolation(method):
     model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=torch.full((4,), task)).loss.backward()
     per_task = model.per_task_parameters()
     expected = {"prompt-tuning": {"prompts"},
-                "prefix-tuning": {"prefixes.encoder", "prefixes.decoder"},
+                "prefix-tuning": {"prompts.encoder", "prompts.decoder", "prompts.cross"},
+                "prefix-tuning-self": {"prefixes.encoder", "prefixes.decoder"},
                 "adapter": {f"adapters.{s}.{n}" for s in ("encoder", "decoder")
                             for n in ("down_weight", "down_bias", "up_weight", "up_bias", "norm_weight", "norm_bias")},
                 "hyperformer++": {"task_embedding"}}[method]
@@ -192,9 +195,11 @@ def test_generate_with_task_ids(method):
     ("mtl", {}),
     ("prompt-tuning", {"prompt_length": 7}),
     ("prefix-tuning", {}),
-    ("prefix-tuning", {"apply_to": "encoder"}),
-    ("prefix-tuning", {"apply_to": "decoder", "reparameterize": True, "reparameterization_hidden_dim": 11}),
-    ("prefix-tuning", {"reparameterize": True, "reparameterization_hidden_dim": 11}),
+    ("prefix-tuning", {"apply_to": "encoder", "cross_attention": False}),
+    ("prefix-tuning", {"apply_to": "decoder", "reparameterization_hidden_dim": 11}),
+    ("prefix-tuning", {"reparameterize": False}),
+    ("prefix-tuning-self", {}),
+    ("prefix-tuning-self", {"apply_to": "decoder", "reparameterize": True, "reparameterization_hidden_dim": 11}),
     ("adapter", {}),
     ("adapter", {"bottleneck_dim": 5}),
     ("adapter", {"layer_norm": False}),
@@ -244,7 +249,7 @@ def test_prefix_tuning_delivers_each_tasks_prefixes(reparameterize):
     inputs = model.conditioning_inputs(task_ids, {})
     state: PromptState = inputs["prompt_state"]
     h, d_kv = 4, 16
-    for stack, length in (("encoder", 3), ("decoder", 2)):
+    for stack, length in (("encoder", 3), ("decoder", 2), ("cross", 4)):
         for layer in range(2):
             keys, values = state.layer_prompts((stack, layer), inputs["prompt_row_index"], 3)
             assert keys.shape == (3, h, length, d_kv)
@@ -259,16 +264,58 @@ def test_prefix_tuning_delivers_each_tasks_prefixes(reparameterize):
                 assert torch.allclose(values[row], expected[1], atol=1e-6)
 
 
-def test_prefix_tuning_reaches_decoder_position_zero_and_apply_to():
-    model = make_model("prefix-tuning").eval()
+@pytest.mark.parametrize("kind", ["decoder", "cross"])
+def test_prefix_tuning_reaches_decoder_position_zero_and_apply_to(kind):
+    model = make_model("prefix-tuning", reparameterize=False).eval()
     ids, mask, labels = batch()
     task_ids = torch.zeros(4, dtype=torch.long)
     with torch.no_grad():
         before = model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).logits[:, 0]
-        model.prefixes["decoder"][0].add_(1.0)
+        model.prefixes[kind][0].add_(1.0)
         after = model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).logits[:, 0]
     assert (after - before).abs().max() > 1e-4
-    assert set(make_model("prefix-tuning", apply_to="encoder").prefixes) == {"encoder"}
+    assert set(make_model("prefix-tuning", apply_to="encoder", cross_attention=False).prompts) == {"encoder"}
+    assert set(make_model("prefix-tuning-self").prefixes) == {"encoder", "decoder"}
+
+
+def test_cross_attention_prefixes_equal_a_naive_cross_attention():
+    """Decoder layer 0's cross-attention with the prefix prepended to the encoder's keys and values,
+    computed by hand from the module's own projections (T5: no scaling, no position bias in cross-attention)."""
+    model = make_model("prefix-tuning").eval()
+    ids, mask, labels = batch()
+    task_ids = torch.tensor([1, 2, 0, 1])
+    attention = model.base.decoder.block[0].layer[1].EncDecAttention
+    captured = {}
+    attention.register_forward_hook(lambda m, args, kwargs, out: captured.update(
+        hidden=args[0], states=kwargs["key_value_states"], out=out[0]), with_kwargs=True)
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids)
+        prefixes = model.prefix_tables()["cross"][0]  # [T, 2, h, l, d_kv]
+        B, q, _ = captured["hidden"].shape
+        h, d_kv = 4, 16
+
+        def heads(x):
+            return x.view(B, -1, h, d_kv).transpose(1, 2)
+
+        query = heads(attention.q(captured["hidden"]))
+        key = torch.cat([prefixes[task_ids, 0], heads(attention.k(captured["states"]))], dim=2)
+        value = torch.cat([prefixes[task_ids, 1], heads(attention.v(captured["states"]))], dim=2)
+        scores = query @ key.transpose(2, 3)
+        keep = torch.cat([torch.ones(B, 4, dtype=torch.bool), mask.bool()], dim=1)  # prefixes never masked
+        scores = scores.masked_fill(~keep[:, None, None, :], torch.finfo(scores.dtype).min)
+        expected = attention.o((scores.softmax(-1) @ value).transpose(1, 2).reshape(B, q, h * d_kv))
+    assert (captured["out"] - expected).abs().max() <= 1e-5
+
+
+def test_prefix_dropout_acts_in_training_only():
+    model = make_model("prefix-tuning", prefix_dropout=0.5)
+    model.train()
+    dropped = model.prefix_tables()["encoder"]
+    assert (dropped == 0).float().mean() > 0.3
+    model.eval()
+    assert (model.prefix_tables()["encoder"] != 0).all()
+    with pytest.raises(ValueError, match="prefix_dropout"):
+        make_model("prefix-tuning", prefix_dropout=1.0)
 
 
 def naive_adapter_weights(model, task: int, stack: str, layer: int, position: int) -> dict[str, torch.Tensor]:
