@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hyperprompt.training import ConfigError, TrainConfig, load_config
-from hyperprompt.training.loop import learning_rate
+from hyperprompt.training.optim import learning_rate
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 BASE = {"tasks": ["cb"]}
@@ -91,6 +91,8 @@ def test_paper_recipes_follow_the_paper():
         config = load_config(path)
         assert (config.batch_size, config.max_input_length, config.max_target_length) == (128, 512, 32)
         assert (config.optimizer.name, config.optimizer.lr, config.schedule.name) == ("adafactor", 1e-3, "constant")
+        # the rest of Adafactor as T5 fine-tuned with Mesh TensorFlow (multiply_by_parameter_scale=True)
+        assert (config.optimizer.scale_parameter, config.optimizer.relative_step) == (True, False), path
         assert (config.mixture.rate, config.eval_every, config.save_every) == ("proportional", 2000, 2000)
         assert len(config.tasks) == 8
     assert len(list((CONFIGS / "paper").glob("*.yaml"))) == 8
