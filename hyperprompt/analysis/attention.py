@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from hyperprompt.data import EncodedSplit, Seq2SeqCollator
+from hyperprompt.errors import InputError
 from hyperprompt.model import MultiTaskT5
 
 STACKS = ("encoder", "decoder")
@@ -168,7 +169,7 @@ def reduce_layer(
     batch, _, queries, columns = weights.shape
     keys = columns - prompt_length
     if keys != queries:
-        raise ValueError(f"self-attention with {queries} queries but {keys} keys: analyse without a KV cache")
+        raise InputError(f"self-attention with {queries} queries but {keys} keys: analyse without a KV cache")
     device = weights.device
     real = torch.ones(batch, 1, queries, keys, dtype=torch.bool, device=device)
     if attention_mask is not None:
@@ -253,7 +254,7 @@ def analyze_splits(
     for split in splits:
         task_id = model.config.task_id(split.task)
         if len(split) == 0:
-            raise ValueError(f"task {split.task} has no {split.split} examples to analyse")
+            raise InputError(f"task {split.task} has no {split.split} examples to analyse")
         batches = split_batches(split, task_id, pad_token_id, max_examples, batch_size)
         results[split.task] = analyze_attention(model, batches, stacks)
     return results

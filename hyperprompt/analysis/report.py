@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from hyperprompt.analysis.attention import STACKS, AttentionStats
+from hyperprompt.errors import InputError
 
 FORMAT = "hyperprompt-attention-analysis/1"
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -110,7 +111,7 @@ def build_report(
         settings: recorded as they are (e.g. ``split``, ``examples_per_task``).
     """
     if not stats:
-        raise ValueError("nothing to report: no task was analysed")
+        raise InputError("nothing to report: no task was analysed")
     models = [stats] + ([baseline] if baseline else [])
     edges = {}
     for stack in STACKS:

@@ -7,7 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hyperprompt.cli.common import add_logging_flag, device_name, fail, setup_logging
+from hyperprompt.cli.common import (
+    add_logging_flag,
+    device_name,
+    non_negative_int,
+    positive_int,
+    setup_logging,
+)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -23,11 +29,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("checkpoint", metavar="CKPT")
     parser.add_argument("--baseline", metavar="CKPT", help="a second checkpoint to compare with (any method)")
     parser.add_argument("--tasks", help="comma-separated subset of the model's tasks (default: all)")
-    parser.add_argument("--examples", type=int, default=100, help="first N examples per task (default: 100; 0 = all)")
+    parser.add_argument("--examples", type=non_negative_int, default=100, help="first N examples per task (default: 100; 0 = all)")
     parser.add_argument("--split", default="validation", help="split to read the examples from (default: validation)")
     parser.add_argument("--data-dir", help="folder of the official task files (default: each recipe's data_dir)")
-    parser.add_argument("--batch-size", type=int, default=16, help="examples per forward (default: 16)")
-    parser.add_argument("--bins", type=int, default=40, help="entropy histogram bins (default: 40)")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="examples per forward (default: 16)")
+    parser.add_argument("--bins", type=positive_int, default=40, help="entropy histogram bins (default: 40)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--out", required=True, metavar="DIR", help="where analysis.json and the PNGs go")
     add_logging_flag(parser)
@@ -41,13 +47,11 @@ def _analyze_checkpoint(path: str, task_names: list[str] | None, args: argparse.
     Returns ({task: AttentionStats}, the model's info for the report)."""
     from hyperprompt.analysis import analyze_splits
     from hyperprompt.data import encode_task
-    from hyperprompt.training import build_tasks, load_run_checkpoint
+    from hyperprompt.training import load_run_checkpoint
 
-    model, tokenizer, config, directory = load_run_checkpoint(path, device=device_name(args.device))
-    tasks = build_tasks(config, data_dir=args.data_dir, names=task_names)
-    unknown = [t.name for t in tasks if t.name not in model.config.task_names]
-    if unknown:
-        raise ValueError(f"{directory} was not trained on {unknown}; its tasks are {', '.join(model.config.task_names)}")
+    run = load_run_checkpoint(path, device=device_name(args.device))
+    model, tokenizer, config, directory = run
+    tasks = run.tasks(task_names, data_dir=args.data_dir)
     splits = [encode_task(t, args.split, tokenizer, config.max_input_length, config.max_target_length,
                           cache_dir=config.cache_dir) for t in tasks]
     stats = analyze_splits(model, splits, pad_token_id=tokenizer.pad_token_id,
@@ -60,20 +64,12 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     from hyperprompt.analysis import build_report, save_plots
     from hyperprompt.analysis.report import dumps
-    from hyperprompt.data import DataFormatError
-    from hyperprompt.training import CheckpointError, ConfigError
-
-    if args.examples < 0 or args.batch_size < 1 or args.bins < 1:
-        return fail("--examples must be >= 0, --batch-size and --bins positive", 2)
     names = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
-    try:
-        stats, info = _analyze_checkpoint(args.checkpoint, names, args)
-        baseline, baseline_info = None, None
-        if args.baseline:
-            # the same tasks (by canonical name), encoded with the baseline's own tokenizer and recipe
-            baseline, baseline_info = _analyze_checkpoint(args.baseline, list(stats), args)
-    except (CheckpointError, ConfigError, FileNotFoundError, DataFormatError, ValueError) as error:
-        return fail(str(error))
+    stats, info = _analyze_checkpoint(args.checkpoint, names, args)
+    baseline, baseline_info = None, None
+    if args.baseline:
+        # the same tasks (by canonical name), encoded with the baseline's own tokenizer and recipe
+        baseline, baseline_info = _analyze_checkpoint(args.baseline, list(stats), args)
 
     report = build_report(stats, info, baseline, baseline_info, num_bins=args.bins,
                           split=args.split, examples_per_task=args.examples or None)

@@ -19,26 +19,24 @@ def setup_logging(verbose: bool = False) -> None:
     hf_logging.disable_progress_bar()  # no "Loading weights" bars
 
 
-def fail(message: str, code: int = 1) -> int:
-    """Print ``error: message`` to stderr and return the exit code."""
-    print(f"error: {message}", file=sys.stderr)
-    return code
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _int_at_least(text, 1)
 
 
-def training_error_code(error: Exception) -> int | None:
-    """The exit code of an error that ``train`` / ``compare`` report in one line: 3 a non-finite loss,
-    2 a recipe error, 1 missing or bad data, run directories, checkpoints or set-ups; None for a bug."""
-    from hyperprompt.data import DataFormatError
-    from hyperprompt.training import CheckpointError, ConfigError, NonFiniteLossError, RunDirError
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _int_at_least(text, 0)
 
-    if isinstance(error, NonFiniteLossError):
-        return 3
-    if isinstance(error, ConfigError):
-        return 2
-    if isinstance(error, (FileNotFoundError, DataFormatError, RunDirError, CheckpointError, ValueError,
-                          NotImplementedError)):
-        return 1
-    return None
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {'positive' if low == 1 else f'at least {low}'}, got {value}")
+    return value
 
 
 def device_name(requested: str | None) -> str:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from hyperprompt.cli.common import add_logging_flag, fail, setup_logging, training_error_code
+from hyperprompt.cli.common import add_logging_flag, positive_int, setup_logging
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -20,7 +20,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("config", help="YAML recipe: a training recipe with an optional 'compare' section")
     parser.add_argument("--methods", help="comma-separated method names (default: the recipe's compare.methods)")
-    parser.add_argument("--seeds", type=int, help="number of seeds (default: the recipe's compare.seeds, else 1)")
+    parser.add_argument("--seeds", type=positive_int, help="number of seeds (default: the recipe's compare.seeds, else 1)")
     parser.add_argument("--out", help="output directory (default: runs/compare-<config name>)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a training key for every run, e.g. --set max_steps=100 (repeatable)")
@@ -31,25 +31,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
-    from hyperprompt.training import TrainingInterrupted
-    from hyperprompt.training.compare import ComparisonError, load_comparison, run_comparison
+    from hyperprompt.training.compare import load_comparison, run_comparison
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     overrides = list(args.set) + ([f"data_dir={args.data_dir}"] if args.data_dir else [])
     out = Path(args.out) if args.out else Path("runs") / f"compare-{Path(args.config).stem}"
-    try:
-        comparison = load_comparison(args.config, methods, args.seeds, overrides)
-        run_comparison(comparison, out)
-    except TrainingInterrupted as stop:
-        return fail(f"interrupted at step {stop.step} of a run; run the same command again to continue "
-                    "the comparison (finished runs are kept, the interrupted one resumes).", 130)
-    except ComparisonError as error:
-        return fail(str(error), 2)
-    except Exception as error:
-        code = training_error_code(error)
-        if code is None:
-            raise
-        return fail(str(error), code)
+    comparison = load_comparison(args.config, methods, args.seeds, overrides)
+    run_comparison(comparison, out)
     print((out / "comparison.md").read_text())
     print(f"wrote {out / 'comparison.md'} and {out / 'comparison.csv'}")
     return 0

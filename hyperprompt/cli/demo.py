@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from hyperprompt.cli.common import add_logging_flag, setup_logging
+from hyperprompt.cli.common import add_logging_flag, positive_int, setup_logging
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -21,7 +21,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "Prints a per-task table and writes OUT/results.json and OUT/demo.png.",
     )
     parser.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"training steps per model (default {DEFAULT_STEPS})")
+    parser.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, help=f"training steps per model (default {DEFAULT_STEPS})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-plot", action="store_true", help="skip demo.png")
     add_logging_flag(parser)
@@ -32,8 +32,5 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     from hyperprompt.training.demo import run_demo
 
-    if args.steps < 1:
-        print("error: --steps must be positive")
-        return 2
     run_demo(args.out, steps=args.steps, seed=args.seed, plot=not args.no_plot)
     return 0

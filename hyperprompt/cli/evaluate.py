@@ -7,7 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hyperprompt.cli.common import add_logging_flag, device_name, fail, setup_logging
+from hyperprompt.cli.common import (
+    add_logging_flag,
+    device_name,
+    non_negative_int,
+    positive_int,
+    setup_logging,
+)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -22,10 +28,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="folder of the official task files (default: the recipe's)")
     parser.add_argument("--tasks", help="comma-separated subset of the model's tasks (default: all)")
     parser.add_argument("--split", help="split to evaluate (default: the recipe's eval.split)")
-    parser.add_argument("--max-examples", type=int,
+    parser.add_argument("--max-examples", type=non_negative_int,
                         help="examples per task; 0 = all (default: the recipe's eval.max_examples_per_task)")
-    parser.add_argument("--batch-size", type=int, help="generation batch size")
-    parser.add_argument("--num-beams", type=int, help="beam size (default: the recipe's)")
+    parser.add_argument("--batch-size", type=positive_int, help="generation batch size")
+    parser.add_argument("--num-beams", type=positive_int, help="beam size (default: the recipe's)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--out", metavar="FILE", help="write the results as JSON here")
     parser.add_argument("--predictions", metavar="FILE", help="also write every prediction as JSON lines here")
@@ -35,19 +41,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
-    from hyperprompt.data import DataFormatError
-    from hyperprompt.training import CheckpointError, ConfigError
     from hyperprompt.training.evaluate import evaluate_checkpoint, format_metrics
 
     max_examples: Any = "recipe" if args.max_examples is None else (args.max_examples or None)
-    try:
-        results = evaluate_checkpoint(
-            args.checkpoint, data_dir=args.data_dir, split=args.split, max_examples=max_examples,
-            tasks=[t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None,
-            batch_size=args.batch_size, num_beams=args.num_beams, device=device_name(args.device),
-            return_predictions=bool(args.predictions))
-    except (CheckpointError, ConfigError, FileNotFoundError, DataFormatError, ValueError) as error:
-        return fail(str(error))
+    results = evaluate_checkpoint(
+        args.checkpoint, data_dir=args.data_dir, split=args.split, max_examples=max_examples,
+        tasks=[t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None,
+        batch_size=args.batch_size, num_beams=args.num_beams, device=device_name(args.device),
+        return_predictions=bool(args.predictions))
     predictions = results.pop("predictions", None)
     width = max(len(name) for name in results["tasks"]) + 2
     print(f"{results['checkpoint']} ({results['split']})")

@@ -1,10 +1,17 @@
-"""`hyperprompt` entry point: one module per subcommand, each with ``add_parser`` and ``run``."""
+"""`hyperprompt` entry point: one module per subcommand, each with ``add_parser`` and ``run``.
+
+This is the one error boundary: a :class:`~hyperprompt.errors.HyperPromptError` (a problem with what the
+user gave) prints ``error: <message>`` and returns its exit code; Ctrl-C returns 130; any other exception
+is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from hyperprompt.errors import HyperPromptError, TrainingInterrupted
 
 #: subcommand modules under hyperprompt.cli, in the order `--help` lists them
 COMMANDS = ["train", "evaluate", "predict", "compare", "params", "demo", "analyze"]
@@ -27,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
+    except HyperPromptError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except TrainingInterrupted as stop:
+        print(str(stop), file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -9,6 +9,8 @@ from typing import Any
 import yaml
 
 import hyperprompt.model  # noqa: F401  (registers every method and its formula)
+from hyperprompt.cli.common import positive_int
+from hyperprompt.errors import InputError
 from hyperprompt.model.config import MethodConfig
 from hyperprompt.model.params import ADDED_PARAMETER_FORMULAS, BackboneShape, added_parameters
 from hyperprompt.model.presets import T5_SIZES, count_backbone_parameters, t5_config
@@ -33,7 +35,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="backbone size (repeatable; default: all)")
     parser.add_argument("--method", action="append", choices=sorted(ADDED_PARAMETER_FORMULAS),
                         help="method (repeatable; default: every HyperPrompt variant)")
-    parser.add_argument("--tasks", type=int, default=8, help="number of tasks (default 8, as GLUE/SuperGLUE)")
+    parser.add_argument("--tasks", type=positive_int, default=8, help="number of tasks (default 8, as GLUE/SuperGLUE)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="method config override, e.g. --set layer_task_embedding_dim=16")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -45,7 +47,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. --set layer_task_embedding_dim=16")
+            raise InputError(f"--set {item!r}: expected KEY=VALUE, e.g. --set layer_task_embedding_dim=16")
         overrides[key.strip()] = yaml.safe_load(value)
     return overrides
 
@@ -67,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set)
     try:
         rows = [count(m, method, args.tasks, overrides) for m in models for method in methods]
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
+    except ValueError as error:  # a method setting the method does not have, or a bad value for one
+        raise InputError(str(error)) from None
     paper = [{**count(m, method, 8, settings), "note": note} for m, method, settings, note in PAPER_SETTINGS]
     if args.json:
         print(json.dumps({"rows": rows, "paper_settings": paper}, indent=2))

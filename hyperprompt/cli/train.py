@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from hyperprompt.cli.common import add_logging_flag, fail, setup_logging, training_error_code
+from hyperprompt.cli.common import add_logging_flag, positive_int, setup_logging
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -23,8 +22,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe key, e.g. --set optimizer.lr=3e-4 --set tasks=[cb,copa] (repeatable)")
     parser.add_argument("--data-dir", help="folder of the official GLUE/SuperGLUE files (same as --set data_dir=...)")
-    parser.add_argument("--max-steps", type=int, help="same as --set max_steps=N")
-    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in DIR")
+    parser.add_argument("--max-steps", type=positive_int, help="same as --set max_steps=N")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the latest good checkpoint in DIR (a run without one starts over)")
+    parser.add_argument("--resume-from", type=positive_int, metavar="STEP",
+                        help="continue from checkpoints/step-STEP (implies --resume); later checkpoints are "
+                        "moved to DIR/abandoned/")
     add_logging_flag(parser)
     return parser
 
@@ -33,32 +36,23 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     from accelerate import PartialState
 
-    from hyperprompt.training import ConfigError, TrainingInterrupted, load_config, train
+    from hyperprompt.errors import ConfigError
+    from hyperprompt.training import load_config, train
 
+    resume = args.resume or args.resume_from is not None
     config_path = args.config
     if config_path is None:
         saved = Path(args.out) / "config.yaml"
-        if not (args.resume and saved.is_file()):
-            return fail("give a recipe: hyperprompt train CONFIG --out DIR (or --resume a run that has DIR/config.yaml)", 2)
+        if not (resume and saved.is_file()):
+            raise ConfigError("give a recipe: hyperprompt train CONFIG --out DIR (or --resume a run that has "
+                              "DIR/config.yaml)")
         config_path = saved
     overrides = list(args.set)
     if args.data_dir:
         overrides.append(f"data_dir={args.data_dir}")
     if args.max_steps is not None:
         overrides.append(f"max_steps={args.max_steps}")
-    try:
-        config = load_config(config_path, overrides)
-    except ConfigError as error:
-        return fail(str(error), 2)
-    try:
-        train(config, args.out, resume=args.resume)
-        PartialState().destroy_process_group()  # several processes: tear down while all are here
-    except TrainingInterrupted as stop:
-        print(str(stop), file=sys.stderr)
-        return 130
-    except Exception as error:
-        code = training_error_code(error)
-        if code is None:
-            raise
-        return fail(str(error), code)
+    config = load_config(config_path, overrides)
+    train(config, args.out, resume=resume, resume_from=args.resume_from)
+    PartialState().destroy_process_group()  # several processes: tear down while all are here
     return 0

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from hyperprompt.errors import InputError
+
 
 class Seq2SeqCollator:
     """Right-pads examples into ``input_ids [B, S]``, ``attention_mask [B, S]``, ``labels [B, T]``
@@ -25,7 +27,7 @@ class Seq2SeqCollator:
 
     def __init__(self, pad_token_id: int, label_pad: int = -100, pad_to_multiple_of: int | None = None):
         if pad_to_multiple_of is not None and pad_to_multiple_of <= 0:
-            raise ValueError(f"pad_to_multiple_of must be positive, got {pad_to_multiple_of}")
+            raise InputError(f"pad_to_multiple_of must be positive, got {pad_to_multiple_of}")
         self.pad_token_id = pad_token_id
         self.label_pad = label_pad
         self.pad_to_multiple_of = pad_to_multiple_of
@@ -43,11 +45,11 @@ class Seq2SeqCollator:
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         if not features:
-            raise ValueError("cannot collate an empty batch")
+            raise InputError("cannot collate an empty batch")
         for key in ("input_ids", "labels", "task_id"):
             present = sum(key in f for f in features)
             if 0 < present < len(features) or (key == "input_ids" and present == 0):
-                raise ValueError(f"{key!r} is in {present} of {len(features)} features; it must be in all")
+                raise InputError(f"{key!r} is in {present} of {len(features)} features; it must be in all")
         input_ids, mask = self._pad([f["input_ids"] for f in features], self.pad_token_id)
         batch = {
             "input_ids": torch.from_numpy(input_ids),

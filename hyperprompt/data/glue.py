@@ -27,6 +27,7 @@ from hyperprompt.data import metrics as m
 from hyperprompt.data.glue_sources import hub_source, local_source
 from hyperprompt.data.sources import OnError, Record
 from hyperprompt.data.task import Example, Task, register_task
+from hyperprompt.errors import InputError
 
 GLUE_HUB_ID = "nyu-mll/glue"
 SUPERGLUE_HUB_ID = "aps/super_glue"
@@ -292,7 +293,7 @@ def _record_text(spec: BuiltinSpec) -> Callable[[Record], tuple[str, str]]:
         passage = re.sub(r"\n@highlight\n", ". ", passage)
         inputs = f"query: {record['query']} entities: {', '.join(record['entities'])} passage: {passage}"
         if not record["answers"]:
-            raise ValueError(f"superglue/record: query {record['idx']} has no gold answer")
+            raise InputError(f"superglue/record: query {record['idx']} has no gold answer")
         return inputs, record["answers"][0]
 
     return preprocess
@@ -344,7 +345,7 @@ def _mnli_metrics(values: list, refs: list[Example]) -> dict[str, float]:
                 [values[i] for i in chosen], [refs[i]["label"] for i in chosen]
             )
     if len(scores) == 0:
-        raise ValueError(
+        raise InputError(
             "glue/mnli references need the 'subset' field (matched / mismatched) of validation examples"
         )
     return scores
@@ -410,11 +411,11 @@ def make_builtin_task(
     """Build the GLUE / SuperGLUE task ``name`` (canonical). See :func:`hyperprompt.data.get_task`."""
     spec = SPEC_BY_NAME[name]
     if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+        raise InputError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
     skipped: collections.Counter = collections.Counter()
     if data_dir is not None:
         if hub_id is not None:
-            raise ValueError("pass data_dir (official files) or hub_id (hub layout), not both")
+            raise InputError("pass data_dir (official files) or hub_id (hub layout), not both")
         source = local_source(spec, data_dir, on_error, skipped)
     else:
         default_hub = GLUE_HUB_ID if spec.benchmark == "glue" else SUPERGLUE_HUB_ID

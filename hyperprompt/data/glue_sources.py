@@ -27,6 +27,7 @@ from hyperprompt.data.sources import (
     load_hub_split,
     text_field,
 )
+from hyperprompt.errors import InputError, MissingFileError
 
 if TYPE_CHECKING:
     from hyperprompt.data.glue import BuiltinSpec
@@ -224,7 +225,7 @@ def find_task_file(data_dir: str | Path, spec: BuiltinSpec, filename: str) -> Pa
     """
     root = Path(data_dir).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"data_dir {root} is not a directory")
+        raise MissingFileError(f"data_dir {root} is not a directory")
     candidates = [root / folder / spec.folder for folder in _BENCHMARK_FOLDERS[spec.benchmark]]
     candidates.append(root / spec.folder)
     kind = "GLUE .tsv" if spec.benchmark == "glue" else "SuperGLUE .jsonl"
@@ -232,13 +233,13 @@ def find_task_file(data_dir: str | Path, spec: BuiltinSpec, filename: str) -> Pa
         if task_dir.is_dir():
             path = task_dir / filename
             if not path.is_file():
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"{path}: not found. {spec.name} expects the official {kind} file {filename!r} "
                     f"in {task_dir} (files there: {sorted(p.name for p in task_dir.iterdir())})"
                 )
             return path
     tried = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"{spec.name}: no folder {spec.folder!r} under {root} (tried {tried}). Expected the official "
         f"{kind} release layout: DIR/{spec.folder}/{filename} or DIR/{spec.benchmark}/{spec.folder}/{filename}"
     )
@@ -273,9 +274,9 @@ def hub_source(spec: BuiltinSpec, hub_id: str):
                 and hub_labels is not None
                 and tuple(hub_labels) != spec.label_names
             ):
-                raise ValueError(f"{where} has labels {hub_labels}, expected {list(spec.label_names)}")
+                raise InputError(f"{where} has labels {hub_labels}, expected {list(spec.label_names)}")
             if any(row.get("label") == -1 for row in rows):
-                raise ValueError(f"{where} has examples without a gold label (-1): not usable as {split}")
+                raise InputError(f"{where} has examples without a gold label (-1): not usable as {split}")
             for row in rows:
                 record = dict(row)
                 if (

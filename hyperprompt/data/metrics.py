@@ -29,6 +29,8 @@ import numpy as np
 import scipy.stats
 import sklearn.metrics
 
+from hyperprompt.errors import InputError
+
 INVALID_FLOAT = -1.0
 
 
@@ -116,7 +118,7 @@ def gender_parity(predictions: Sequence[int | None], pairs: Sequence[Hashable]) 
         grouped[pair].append(p)
     incomplete = [pair for pair, members in grouped.items() if len(members) != 2]
     if incomplete:
-        raise ValueError(
+        raise InputError(
             f"gender parity needs both examples of every pair; incomplete pairs: {incomplete[:5]}"
         )
     same = [a is not None and a == b for a, b in grouped.values()]
@@ -174,7 +176,7 @@ def task_score(metrics: Mapping[str, float]) -> float:
     E.g. MRPC = (F1 + accuracy) / 2, STS-B = (Pearson + Spearman) / 2, MNLI = (matched + mismatched) / 2.
     """
     if not metrics:
-        raise ValueError("task_score needs at least one metric")
+        raise InputError("task_score needs at least one metric")
     return float(np.mean([float(v) for v in metrics.values()]))
 
 
@@ -182,12 +184,12 @@ def benchmark_score(per_task_scores: Mapping[str, float] | Sequence[float]) -> f
     """A benchmark's score: the unweighted mean over tasks of each task's :func:`task_score`."""
     values = list(per_task_scores.values()) if isinstance(per_task_scores, Mapping) else list(per_task_scores)
     if not values:
-        raise ValueError("benchmark_score needs at least one task score")
+        raise InputError("benchmark_score needs at least one task score")
     return float(np.mean([float(v) for v in values]))
 
 
 def _check_lengths(predictions: Sequence, gold: Sequence) -> None:
     if len(predictions) != len(gold):
-        raise ValueError(f"got {len(predictions)} predictions for {len(gold)} references")
+        raise InputError(f"got {len(predictions)} predictions for {len(gold)} references")
     if len(gold) == 0:
-        raise ValueError("cannot compute a metric on zero examples")
+        raise InputError("cannot compute a metric on zero examples")

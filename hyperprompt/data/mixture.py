@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from hyperprompt.data.task import Task
+from hyperprompt.errors import InputError
 
 Batch = list[tuple[int, int]]
 
@@ -31,24 +32,24 @@ def mixing_rates(
 ) -> list[float]:
     """Normalised sampling rates for tasks with ``sizes`` training examples (see the module doc)."""
     if rate not in ("proportional", "temperature", "equal"):
-        raise ValueError(f"rate must be 'proportional', 'temperature' or 'equal', not {rate!r}")
+        raise InputError(f"rate must be 'proportional', 'temperature' or 'equal', not {rate!r}")
     if rate == "proportional" and temperature != 1.0:
-        raise ValueError(
+        raise InputError(
             "rate='proportional' is temperature 1; use rate='temperature' for another temperature"
         )
     if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
+        raise InputError(f"temperature must be positive, got {temperature}")
     if cap is not None and cap <= 0:
-        raise ValueError(f"cap must be positive, got {cap}")
+        raise InputError(f"cap must be positive, got {cap}")
     if not sizes or any(n < 0 for n in sizes):
-        raise ValueError(f"sizes must be non-negative and not empty, got {list(sizes)}")
+        raise InputError(f"sizes must be non-negative and not empty, got {list(sizes)}")
     if rate == "equal":
         weights = np.array([1.0 if n > 0 else 0.0 for n in sizes])
     else:
         capped = np.array([min(n, cap) if cap is not None else n for n in sizes], dtype=np.float64)
         weights = capped ** (1.0 / temperature)
     if weights.sum() <= 0:
-        raise ValueError("every task has zero training examples")
+        raise InputError("every task has zero training examples")
     return (weights / weights.sum()).tolist()
 
 
@@ -72,15 +73,15 @@ class Mixture:
         sizes: Sequence[int] | None = None,
     ):
         if not tasks:
-            raise ValueError("a mixture needs at least one task")
+            raise InputError("a mixture needs at least one task")
         names = [task.name for task in tasks]
         if len(set(names)) != len(names):
-            raise ValueError(f"a task appears twice in the mixture: {names}")
+            raise InputError(f"a task appears twice in the mixture: {names}")
         self.tasks = list(tasks)
         self.names = names
         self.sizes = list(sizes) if sizes is not None else [task.num_examples("train") for task in self.tasks]
         if len(self.sizes) != len(self.tasks):
-            raise ValueError(f"got {len(self.sizes)} sizes for {len(self.tasks)} tasks")
+            raise InputError(f"got {len(self.sizes)} sizes for {len(self.tasks)} tasks")
         self.rate, self.cap, self.temperature = rate, cap, temperature
         self.rates = mixing_rates(self.sizes, rate, cap, temperature)
 
@@ -91,7 +92,7 @@ class Mixture:
     def task_id(self, name: str) -> int:
         """The id (position) of the task called ``name``."""
         if name not in self.names:
-            raise ValueError(f"{name!r} is not in the mixture {self.names}")
+            raise InputError(f"{name!r} is not in the mixture {self.names}")
         return self.names.index(name)
 
     def sampler(
@@ -133,15 +134,15 @@ class MixtureSampler:
         rank: int = 0,
     ):
         if len(sizes) != len(rates) or not sizes:
-            raise ValueError(f"need one rate per task: {len(sizes)} sizes, {len(rates)} rates")
+            raise InputError(f"need one rate per task: {len(sizes)} sizes, {len(rates)} rates")
         if batch_size <= 0 or num_replicas <= 0 or not 0 <= rank < num_replicas:
-            raise ValueError(f"bad batch_size={batch_size}, num_replicas={num_replicas}, rank={rank}")
+            raise InputError(f"bad batch_size={batch_size}, num_replicas={num_replicas}, rank={rank}")
         rates_array = np.asarray(rates, dtype=np.float64)
         if (rates_array < 0).any() or rates_array.sum() <= 0:
-            raise ValueError(f"rates must be non-negative and not all zero, got {list(rates)}")
+            raise InputError(f"rates must be non-negative and not all zero, got {list(rates)}")
         for n, r in zip(sizes, rates_array, strict=True):
             if r > 0 and n <= 0:
-                raise ValueError("a task with a positive rate has no examples")
+                raise InputError("a task with a positive rate has no examples")
         self.sizes = [int(n) for n in sizes]
         self.rates = (rates_array / rates_array.sum()).tolist()
         self.batch_size, self.seed, self.mixed = batch_size, seed, mixed
@@ -201,9 +202,9 @@ class MixtureSampler:
         mine = self.state_dict()
         for key in ("sizes", "global_batch_size", "seed", "mixed"):
             if state[key] != mine[key]:
-                raise ValueError(f"sampler state has {key}={state[key]!r}, this sampler has {mine[key]!r}")
+                raise InputError(f"sampler state has {key}={state[key]!r}, this sampler has {mine[key]!r}")
         if not np.allclose(state["rates"], mine["rates"], rtol=0, atol=1e-12):
-            raise ValueError(f"sampler state has rates {state['rates']}, this sampler has {mine['rates']}")
+            raise InputError(f"sampler state has rates {state['rates']}, this sampler has {mine['rates']}")
         self.step = int(state["step"])
         self.epochs = [int(e) for e in state["epochs"]]
         self.offsets = [int(o) for o in state["offsets"]]

@@ -23,19 +23,12 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from hyperprompt.errors import DataFormatError, InputError, MissingFileError
+
 logger = logging.getLogger(__name__)
 
 OnError = Literal["raise", "skip"]
 Record = dict[str, Any]
-
-
-class DataFormatError(ValueError):
-    """A malformed row. The message starts with ``file:line:`` so editors can jump to it."""
-
-    def __init__(self, path: str | Path, line: int, message: str):
-        super().__init__(f"{path}:{line}: {message}")
-        self.path = str(path)
-        self.line = line
 
 
 class RowError(ValueError):
@@ -51,18 +44,33 @@ class Malformed:
 
 def _check_not_empty(path: Path) -> None:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingFileError(f"{path}: no such file")
     with open(path, "rb") as f:
         if not f.read(4096).strip(b"\xef\xbb\xbf \t\r\n"):
-            raise ValueError(f"{path}: file is empty (expected one example per line)")
+            raise InputError(f"{path}: file is empty (expected one example per line)")
+
+
+#: the longest CSV / TSV field read (csv's default, 128 KiB, is too small for long documents)
+FIELD_SIZE_LIMIT = 64 * 1024 * 1024
+
+
+def _utf8_lines(path: Path, lines: Iterable[bytes]) -> Iterator[str]:
+    """Decode a file's lines as UTF-8 (a leading BOM dropped); a bad byte is a DataFormatError at its line."""
+    for number, line in enumerate(lines, start=1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DataFormatError(path, number, f"not valid UTF-8 (byte {line[error.start:error.start + 1]!r} at "
+                                  f"column {error.start + 1}); save the file as UTF-8") from None
+        yield text.removeprefix("\ufeff") if number == 1 else text
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict | Malformed]]:
     """Yield ``(line_number, object)`` for each non-blank line of a JSON Lines file."""
     path = Path(path)
     _check_not_empty(path)
-    with open(path, encoding="utf-8-sig") as f:
-        for line_number, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for line_number, line in enumerate(_utf8_lines(path, f), start=1):
             if not line.strip():
                 continue
             try:
@@ -93,8 +101,9 @@ def iter_delimited(
     """
     path = Path(path)
     _check_not_empty(path)
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter, quoting=quoting, strict=True)
+    csv.field_size_limit(max(csv.field_size_limit(), FIELD_SIZE_LIMIT))
+    with open(path, "rb") as f:
+        reader = csv.reader(_utf8_lines(path, f), delimiter=delimiter, quoting=quoting, strict=True)
         header = columns
         previous_end = 0
         while True:
@@ -118,7 +127,7 @@ def iter_delimited(
             else:
                 yield start, dict(zip(header, row, strict=True))
         if header is None:
-            raise ValueError(f"{path}: file is empty (no header row)")
+            raise InputError(f"{path}: file is empty (no header row)")
 
 
 def iter_glue_tsv(path: str | Path, columns: tuple[str, ...] | None = None):
@@ -135,7 +144,7 @@ def iter_table(path: str | Path) -> Iterator[tuple[int, dict | Malformed]]:
         return iter_delimited(path, delimiter=",", quoting=csv.QUOTE_MINIMAL)
     if suffix == ".tsv":
         return iter_delimited(path, delimiter="\t", quoting=csv.QUOTE_NONE)
-    raise ValueError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .csv or .tsv")
+    raise InputError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .csv or .tsv")
 
 
 def convert_rows(
@@ -160,7 +169,7 @@ def convert_rows(
         counter_key: the key in ``skipped`` (e.g. the split).
     """
     if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+        raise InputError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
     records: list[Record] = []
     n_skipped = 0
     first_problem = ""
@@ -187,7 +196,7 @@ def convert_rows(
         if skipped is not None:
             skipped[counter_key] += n_skipped
     if not records:
-        raise ValueError(f"{path}: no usable examples ({n_skipped} malformed row(s) skipped)")
+        raise InputError(f"{path}: no usable examples ({n_skipped} malformed row(s) skipped)")
     return records
 
 

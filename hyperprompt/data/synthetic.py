@@ -22,6 +22,7 @@ import numpy as np
 
 from hyperprompt.data import metrics as m
 from hyperprompt.data.task import Example, Task, register_task
+from hyperprompt.errors import InputError
 
 Rule = Callable[[list[str]], str]
 RULES: dict[str, Rule] = {
@@ -112,7 +113,7 @@ def synthetic_tasks(
     tasks = []
     for task_index, (rule_name, n_train) in enumerate(sizes.items()):
         if rule_name not in RULES:
-            raise ValueError(f"unknown synthetic rule {rule_name!r}; choose from {sorted(RULES)}")
+            raise InputError(f"unknown synthetic rule {rule_name!r}; choose from {sorted(RULES)}")
         rule = RULES[rule_name]
         splits = {}
         for split_index, (split, n) in enumerate((("train", n_train), ("validation", validation_size))):
@@ -149,7 +150,7 @@ def conflict_tasks(
     needed = n_inputs + n_validation
     possible = len(alphabet) ** (length - 2) * len(alphabet) * (len(alphabet) - 1)
     if needed > possible:
-        raise ValueError(
+        raise InputError(
             f"{needed} distinct inputs asked for, only {possible} exist; use a longer length or alphabet"
         )
     rng = np.random.default_rng([seed, 1234])

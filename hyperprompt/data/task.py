@@ -22,6 +22,8 @@ import re
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
+from hyperprompt.errors import InputError
+
 Example = dict[str, Any]
 Source = Callable[[str], list[Example]]
 Preprocessor = Callable[[Example], tuple[str, str]]
@@ -70,8 +72,10 @@ class Task:
         group_key: Callable[[Example], Hashable] | None = None,
         version: str = "1",
         skipped: collections.Counter | None = None,
+        spec: dict[str, Any] | None = None,
     ):
         self.name = check_task_name(name)
+        self.spec = spec  # a user task's spec without file paths (saved with models; None for built-in tasks)
         self._source = source
         self._preprocess = preprocess
         self._postprocess = postprocess
@@ -93,9 +97,9 @@ class Task:
         if self.test_fraction is None:
             return
         if not 0.0 < self.test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+            raise InputError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
         if "validation" not in self._source_splits or "test" in self._source_splits:
-            raise ValueError(f"{self.name}: test_fraction needs a validation split and no test split")
+            raise InputError(f"{self.name}: test_fraction needs a validation split and no test split")
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, splits={self.splits}, metrics={self.metric_names})"
@@ -126,7 +130,7 @@ class Task:
     def load(self, split: str) -> list[Example]:
         """The examples of ``split`` (a new list; the dicts are shared, do not modify them)."""
         if split not in self.splits:
-            raise ValueError(f"{self.name} has no split {split!r}; it has {list(self.splits)}")
+            raise InputError(f"{self.name} has no split {split!r}; it has {list(self.splits)}")
         if split not in self._loaded:
             if self.test_fraction and split in ("validation", "test"):
                 validation, test = self._hold_out(self._examples("validation"))
@@ -182,11 +186,11 @@ class Task:
             references: the gold examples, in the same order.
         """
         if len(predictions) != len(references):
-            raise ValueError(
+            raise InputError(
                 f"{self.name}: got {len(predictions)} predictions for {len(references)} references"
             )
         if not references:
-            raise ValueError(f"{self.name}: cannot compute metrics on zero examples")
+            raise InputError(f"{self.name}: cannot compute metrics on zero examples")
         values = [self.postprocess(p) for p in predictions]
         return self._metrics(values, list(references))
 
@@ -202,7 +206,7 @@ TASK_NAME_PATTERN = re.compile(r"^[a-z0-9_][a-z0-9_-]*(/[a-z0-9_][a-z0-9_.-]*)?$
 def check_task_name(name: Any, where: str = "task name") -> str:
     """``name`` if it is a valid task name, else a ValueError that says what is allowed."""
     if not isinstance(name, str) or not TASK_NAME_PATTERN.match(name) or ".." in name:
-        raise ValueError(
+        raise InputError(
             f"{where}: {name!r} is not a valid task name: use lowercase letters, digits, '_' and '-', optionally "
             "'benchmark/' before it (e.g. 'user/sentiment'); no '..', no leading '.' or '/', at most one '/' "
             "(the name becomes a folder under the run directory)")
@@ -238,11 +242,11 @@ def register_task(
         entry: TaskFactory = factory
     else:
         if name is None:
-            raise ValueError("register_task needs name=... for a factory")
+            raise InputError("register_task needs name=... for a factory")
         entry = task
     check_task_name(name)
     if not overwrite and name in _FACTORIES:
-        raise ValueError(f"a task named {name!r} is already registered")
+        raise InputError(f"a task named {name!r} is already registered")
     _FACTORIES[name] = entry
     _BENCHMARK_OF[name] = benchmark or (name.split("/", 1)[0] if "/" in name else "user")
 
@@ -274,11 +278,11 @@ def resolve_task_name(name: str) -> str:
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        raise ValueError(f"task name {name!r} is ambiguous: use one of {matches}")
+        raise InputError(f"task name {name!r} is ambiguous: use one of {matches}")
     choices = list(_FACTORIES) + sorted({n.split("/", 1)[1] for n in _FACTORIES if "/" in n})
     close = difflib.get_close_matches(key, choices, n=1, cutoff=0.5)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"unknown task {name!r}.{hint} Known tasks: {', '.join(_FACTORIES)}")
+    raise InputError(f"unknown task {name!r}.{hint} Known tasks: {', '.join(_FACTORIES)}")
 
 
 def get_task(name: str, data_dir: Any = None, **options: Any) -> Task:

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 
 from hyperprompt.data.glue import PREPROCESSOR_VERSION
 from hyperprompt.data.task import Example, Task
+from hyperprompt.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +65,10 @@ class EncodedSplit:
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """A hash of what decides the token ids: class, name, vocabulary / full definition, EOS id."""
+    """A hash of what decides the token ids: class, vocabulary / full definition, EOS id -- the content, not
+    where it was loaded from (a run's tokenizer reloaded from ``OUT/tokenizer`` hashes as the original)."""
     digest = hashlib.sha256()
-    digest.update(f"{type(tokenizer).__name__}|{getattr(tokenizer, 'name_or_path', '')}|".encode())
+    digest.update(f"{type(tokenizer).__name__}|".encode())
     digest.update(f"eos={tokenizer.eos_token_id}|".encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
@@ -73,6 +76,18 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     else:
         digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
     return digest.hexdigest()
+
+
+def _read_cache(cache_path: Path, task: Task, split: str, examples: list, lengths: tuple[int, int]
+                ) -> EncodedSplit | None:
+    """The cached encoding, or None if it does not match the examples; raises on a damaged file."""
+    with np.load(cache_path) as cached:
+        if len(cached["input_offsets"]) != len(examples) + 1:
+            return None
+        return EncodedSplit(task.name, split, examples, _unpack(cached["input_ids"], cached["input_offsets"]),
+                            _unpack(cached["labels"], cached["label_offsets"]), *lengths,
+                            int(cached["num_truncated"][0]), int(cached["num_truncated"][1]), cache_path,
+                            from_cache=True)
 
 
 def _is_byt5(tokenizer: Any) -> bool:
@@ -147,7 +162,7 @@ def _encode(
     """
     eos_id = tokenizer.eos_token_id
     if eos_id is None:
-        raise ValueError("the tokenizer has no EOS token; T5 needs one")
+        raise InputError("the tokenizer has no EOS token; T5 needs one")
     limit = max_length - 1
     budget = 4 * max_length if cut_long_texts and splits_at_whitespace(tokenizer) else None
     sequences, n_truncated = [], 0
@@ -220,7 +235,7 @@ def encode_task(
         cache_dir: directory of the on-disk cache; ``None`` disables caching.
     """
     if max_input_length < 2 or max_target_length < 2:
-        raise ValueError("max lengths must leave room for at least one token and EOS")
+        raise InputError("max lengths must leave room for at least one token and EOS")
     examples = task.load(split)
     lengths = (max_input_length, max_target_length)
     cache_path = None
@@ -229,23 +244,13 @@ def encode_task(
         safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", task.name)
         cache_path = Path(cache_dir) / f"{safe_name}-{split}-{key[:20]}.npz"
         if cache_path.is_file():
-            with np.load(cache_path) as cached:
-                if len(cached["input_offsets"]) == len(examples) + 1:
-                    return _log(
-                        EncodedSplit(
-                            task.name,
-                            split,
-                            examples,
-                            _unpack(cached["input_ids"], cached["input_offsets"]),
-                            _unpack(cached["labels"], cached["label_offsets"]),
-                            max_input_length,
-                            max_target_length,
-                            int(cached["num_truncated"][0]),
-                            int(cached["num_truncated"][1]),
-                            cache_path,
-                            from_cache=True,
-                        )
-                    )
+            try:
+                cached_split = _read_cache(cache_path, task, split, examples, lengths)
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+                logger.warning("the tokenisation cache %s is unreadable (%s); tokenising again", cache_path, error)
+                cached_split = None
+            if cached_split is not None:
+                return _log(cached_split)
             logger.warning("ignoring the stale tokenisation cache %s", cache_path)
 
     input_ids, n_inputs_cut = _encode(tokenizer, [ex["inputs"] for ex in examples], max_input_length)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from hyperprompt.errors import InputError
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
@@ -36,7 +38,7 @@ def train_tokenizer(
     from transformers import PreTrainedTokenizerFast  # slow import, only needed here
 
     if vocab_size < len(SPECIAL_TOKENS) + 1:
-        raise ValueError(f"vocab_size must be at least {len(SPECIAL_TOKENS) + 1}")
+        raise InputError(f"vocab_size must be at least {len(SPECIAL_TOKENS) + 1}")
     backend = Tokenizer(models.Unigram())
     backend.normalizer = normalizers.NFKC()
     backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")

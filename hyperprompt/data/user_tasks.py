@@ -30,6 +30,7 @@ from hyperprompt.data import metrics as m
 from hyperprompt.data.glue import float_postprocessor
 from hyperprompt.data.sources import OnError, Record, RowError, convert_rows, iter_table
 from hyperprompt.data.task import Example, Task, check_task_name, register_task
+from hyperprompt.errors import InputError, MissingFileError
 
 METRIC_NAMES = {
     "accuracy": ("accuracy",),
@@ -51,17 +52,20 @@ _SPEC_KEYS = {
     "version",
 }
 
+#: the spec keys that say how a record is formatted and scored (saved with a model; the file keys are not)
+_FORMAT_KEYS = ("name", "input_template", "target_field", "labels", "metric", "version")
+
 
 def _read_spec(path: Path) -> dict[str, Any]:
     text = path.read_text(encoding="utf-8")
     try:
         spec = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ValueError(
+        raise InputError(
             f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {e}"
         ) from None
     if not isinstance(spec, dict):
-        raise ValueError(f"{path}: a task spec must be a mapping of keys ({', '.join(sorted(_SPEC_KEYS))})")
+        raise InputError(f"{path}: a task spec must be a mapping of keys ({', '.join(sorted(_SPEC_KEYS))})")
     return spec
 
 
@@ -69,11 +73,12 @@ def _template_fields(template: str, where: str) -> list[str]:
     try:
         return [field for _, field, _, _ in string.Formatter().parse(template) if field]
     except ValueError as e:
-        raise ValueError(f"{where}: bad input_template {template!r}: {e}") from None
+        raise InputError(f"{where}: bad input_template {template!r}: {e}") from None
 
 
 def load_task_spec(
-    spec: str | Path | Mapping[str, Any], *, register: bool = True, on_error: OnError = "raise"
+    spec: str | Path | Mapping[str, Any], *, register: bool = True, on_error: OnError = "raise",
+    require_files: bool = True,
 ) -> Task:
     """Build (and by default register) a task from a YAML / JSON spec file or a dict.
 
@@ -83,6 +88,8 @@ def load_task_spec(
         register: register the task under its ``name`` (replacing one of that name).
         on_error: ``"raise"`` on a malformed data row (message ``file:line: ...``) or ``"skip"`` it
             and count it in ``task.skipped``.
+        require_files: ``False`` accepts a spec without data files (a task saved with a model: it
+            formats records for ``predict`` but has no splits to load).
 
     Spec keys: ``name``; ``train`` / ``validation`` / ``test`` data files (at least one);
     ``input_template`` (``str.format`` fields name row fields, e.g. ``"nli premise: {premise}"``);
@@ -91,7 +98,7 @@ def load_task_spec(
     optional ``version`` (bump it when you change the data in place, for the tokenisation cache).
     """
     if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+        raise InputError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
     if isinstance(spec, Mapping):
         where, base_dir, raw = "task spec", Path.cwd(), dict(spec)
     else:
@@ -100,34 +107,34 @@ def load_task_spec(
 
     unknown = set(raw) - _SPEC_KEYS
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}")
+        raise InputError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}")
     for key in ("name", "input_template", "target_field"):
         if not isinstance(raw.get(key), str) or not raw[key]:
-            raise ValueError(f"{where}: {key!r} is required and must be text")
+            raise InputError(f"{where}: {key!r} is required and must be text")
     name, template, target_field = raw["name"], raw["input_template"], raw["target_field"]
     check_task_name(name, f"{where}: 'name'")
     _template_fields(template, where)
     files = {split: base_dir / raw[split] for split in ("train", "validation", "test") if raw.get(split)}
-    if not files:
-        raise ValueError(f"{where}: give at least one data file: train, validation or test")
+    if not files and require_files:
+        raise InputError(f"{where}: give at least one data file: train, validation or test")
     for split, path in files.items():
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: not found ({split} file of task {name!r}, from {where})")
+            raise MissingFileError(f"{path}: not found ({split} file of task {name!r}, from {where})")
 
     label_map, label_names = _labels(raw.get("labels"), where)
     metrics = raw.get("metric", "accuracy")
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     for metric in metrics:
         if metric not in METRIC_NAMES:
-            raise ValueError(f"{where}: unknown metric {metric!r}; choose from {sorted(METRIC_NAMES)}")
+            raise InputError(f"{where}: unknown metric {metric!r}; choose from {sorted(METRIC_NAMES)}")
         if metric in ("f1", "mcc") and (label_names is None or len(label_names) != 2):
-            raise ValueError(
+            raise InputError(
                 f"{where}: metric {metric!r} needs exactly two labels (the second is the positive one)"
             )
         if metric == "macro_f1" and label_names is None:
-            raise ValueError(f"{where}: metric 'macro_f1' needs labels")
+            raise InputError(f"{where}: metric 'macro_f1' needs labels")
         if metric == "pearson_spearman" and label_names is not None:
-            raise ValueError(f"{where}: metric 'pearson_spearman' needs numeric targets, not labels")
+            raise InputError(f"{where}: metric 'pearson_spearman' needs numeric targets, not labels")
     numeric = "pearson_spearman" in metrics
 
     def convert(row: dict, position: int) -> Record:
@@ -164,7 +171,9 @@ def load_task_spec(
     task = Task(
         name,
         source=source,
-        preprocess=lambda record: (record["inputs"], record["targets"]),
+        # inputs from the raw fields (so that predict formats a raw record as training did); the target
+        # was checked and mapped through the labels when the row was read
+        preprocess=lambda record: (template.format_map(record), record.get("targets", "")),
         postprocess=postprocess,
         metrics=_metric_fn(metrics, label_names, postprocess),
         metric_names=[n for metric in metrics for n in METRIC_NAMES[metric]],
@@ -172,6 +181,7 @@ def load_task_spec(
         label_names=label_names,
         version=str(raw.get("version", "1")),
         skipped=skipped,
+        spec={key: raw[key] for key in _FORMAT_KEYS if key in raw},
     )
     if register:
         register_task(task)
@@ -187,10 +197,10 @@ def _labels(labels: Any, where: str) -> tuple[dict[str, str] | None, tuple[str, 
     elif isinstance(labels, list | tuple):
         label_map = {str(text): str(text) for text in labels}
     else:
-        raise ValueError(f"{where}: 'labels' must be a list or a mapping, got {type(labels).__name__}")
+        raise InputError(f"{where}: 'labels' must be a list or a mapping, got {type(labels).__name__}")
     names = tuple(dict.fromkeys(label_map.values()))
     if len(names) < 2:
-        raise ValueError(f"{where}: 'labels' needs at least two different labels")
+        raise InputError(f"{where}: 'labels' needs at least two different labels")
     return label_map, names
 
 

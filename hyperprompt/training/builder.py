@@ -10,25 +10,29 @@ import torch
 from transformers import AutoTokenizer, ByT5Tokenizer, PreTrainedTokenizerBase
 
 from hyperprompt.data import Task, get_task, load_task_spec, train_tokenizer
+from hyperprompt.errors import ConfigError, MissingFileError
 from hyperprompt.model import MultiTaskT5
+from hyperprompt.model.config import MethodConfig
 from hyperprompt.model.presets import TINY_SIZES, load_backbone
-from hyperprompt.training.config import ConfigError, TrainConfig
+from hyperprompt.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
 
 def build_tasks(config: TrainConfig, data_dir: str | Path | None = None,
-                names: list[str] | None = None, check_data_dir: bool = True) -> list[Task]:
+                names: list[str] | None = None, check_data_dir: bool = True,
+                load_task_files: bool = True) -> list[Task]:
     """The recipe's tasks (or ``names``), reading files from ``data_dir`` (default: the recipe's).
 
-    Task specs in ``task_files`` are registered first, so their names resolve like built-in ones.
-    ``check_data_dir=False`` skips the check that the data directory exists (nothing is read yet).
+    Task specs in ``task_files`` are registered first (unless ``load_task_files`` is false: they are
+    registered already), so their names resolve like built-in ones. ``check_data_dir=False`` skips the
+    check that the data directory exists (nothing is read yet).
     """
-    for spec in config.task_files:
+    for spec in config.task_files if load_task_files else []:
         load_task_spec(spec)
     data_dir = data_dir if data_dir is not None else config.data_dir
     if check_data_dir and data_dir is not None and not Path(data_dir).expanduser().is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"data directory {data_dir} does not exist: point data_dir (or --data-dir) at the folder of the "
             "official GLUE / SuperGLUE files, e.g. ../shared/data/superglue"
         )
@@ -49,7 +53,21 @@ def build_tokenizer(config: TrainConfig, tasks: list[Task]) -> PreTrainedTokeniz
     if name == "trained":
         texts = (text for task in tasks for ex in task.load("train") for text in (ex["inputs"], ex["targets"]))
         return train_tokenizer(texts, vocab_size=config.tokenizer_vocab_size)
-    return AutoTokenizer.from_pretrained(name)
+    return _from_hub_or_folder("tokenizer", name, lambda: AutoTokenizer.from_pretrained(name))
+
+
+def _from_hub_or_folder(key: str, name: str, load: Any) -> Any:
+    """``load()``, turning "not found" into a ConfigError that names the key, the presets and the network."""
+    try:
+        return load()
+    except OSError as error:  # transformers raises OSError (or a subclass) for a missing repo, folder or file
+        if Path(name).expanduser().exists():
+            raise ConfigError(f"config key '{key}': cannot load {name}: {error}") from None
+        choices = "byt5, trained" if key == "tokenizer" else ", ".join(TINY_SIZES)
+        raise ConfigError(
+            f"config key '{key}': {name!r} is neither a built-in preset ({choices}) nor a local folder, and it "
+            "could not be loaded from the Hugging Face hub (hub ids such as google-t5/t5-base need network access "
+            "or a filled HF cache; check the spelling)") from None
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
@@ -57,20 +75,20 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(str(path))
 
 
-def build_model(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, task_names: list[str]) -> MultiTaskT5:
-    """The backbone (a preset from its config, or pretrained weights) wrapped by the recipe's method."""
+def build_model(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, method: MethodConfig) -> MultiTaskT5:
+    """The backbone (a preset from its config, or pretrained weights) wrapped by the method ``method``
+    (a resolved recipe's: ``Recipe.method``)."""
     overrides: dict[str, Any] = dict(config.model_overrides)
     if config.model in TINY_SIZES:
         base = load_backbone(config.model, vocab_size=len(tokenizer), **overrides)
     else:
-        base = load_backbone(config.model, **overrides)
+        base = _from_hub_or_folder("model", config.model, lambda: load_backbone(config.model, **overrides))
         if len(tokenizer) > base.config.vocab_size:
             raise ConfigError(
                 f"the tokenizer has {len(tokenizer)} tokens but {config.model} only {base.config.vocab_size} "
                 "embeddings: use the model's own tokenizer"
             )
-    method_config = config.method_config(task_names)
-    model = MultiTaskT5.registry[config.method].from_base(base, method_config)
+    model = MultiTaskT5.registry[config.method].from_base(base, method)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     return model

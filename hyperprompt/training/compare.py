@@ -41,6 +41,7 @@ import yaml
 from accelerate import PartialState
 from transformers import AutoConfig
 
+from hyperprompt.errors import TrainingInterrupted
 from hyperprompt.model.config import MethodConfig
 from hyperprompt.model.params import BackboneShape, added_parameters
 from hyperprompt.model.presets import count_backbone_parameters
@@ -53,7 +54,7 @@ RESULTS_NAME = "results.json"
 _SAVED_META_KEYS = ("format_version", "base_model_name_or_path", "backbone")
 
 
-class ComparisonError(ValueError):
+class ComparisonError(ConfigError):
     """A comparison that cannot run as asked (bad recipe, or OUT holds a different comparison)."""
 
 
@@ -160,7 +161,12 @@ def run_comparison(
             continue
         resume = directory.is_dir()
         log(f"[{index}/{len(pairs)}] {method} seed {seed}: {'resuming' if resume else 'training'} -> {directory}")
-        train(comparison.run_config(method, seed), directory, resume=resume)
+        try:
+            train(comparison.run_config(method, seed), directory, resume=resume)
+        except TrainingInterrupted as stop:
+            raise TrainingInterrupted(stop.step, stop.checkpoint, (
+                f"interrupted at step {stop.step} of {method} seed {seed}; run the same command again to continue "
+                "the comparison (finished runs are kept, the interrupted one resumes).")) from None
     rows = [summarize_method(out, method, comparison.seeds) for method in comparison.methods]
     if state.is_main_process:
         write_tables(out, rows)

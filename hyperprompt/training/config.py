@@ -25,11 +25,8 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 import yaml
 
 import hyperprompt.model  # noqa: F401  (registers the methods the `method` key may name)
+from hyperprompt.errors import ConfigError
 from hyperprompt.model.config import MethodConfig
-
-
-class ConfigError(ValueError):
-    """A recipe with an unknown key, a bad value or a value of the wrong type."""
 
 
 def _choices(*values: str) -> dict[str, Any]:
@@ -169,6 +166,11 @@ class TrainConfig:
         except ValueError as error:
             raise ConfigError(f"config key 'method_settings': {error}") from None
         return self
+
+    @property
+    def generation_length(self) -> int:
+        """Tokens to generate at evaluation: ``eval.max_new_tokens``, else ``max_target_length``."""
+        return self.eval.max_new_tokens or self.max_target_length
 
     def method_config(self, task_names: list[str]) -> MethodConfig:
         """The model's method config for ``task_names`` (in task-id order)."""

@@ -43,6 +43,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from hyperprompt.errors import InputError
 from hyperprompt.model import MultiTaskT5
 from hyperprompt.training.config import TrainConfig
 
@@ -249,13 +250,13 @@ def load_optimizer_state(accelerator: Accelerator, model: nn.Module, optimizer: 
     """Load what :func:`optimizer_state` / :func:`save_engine_state` saved in checkpoint ``directory``."""
     if is_deepspeed(accelerator):
         if not (directory / DEEPSPEED_DIR).is_dir():
-            raise ValueError(f"{directory} holds no DeepSpeed state: a run resumes under DeepSpeed only from "
+            raise InputError(f"{directory} holds no DeepSpeed state: a run resumes under DeepSpeed only from "
                              "checkpoints written under DeepSpeed (with as many processes)")
         model.load_checkpoint(str(directory / DEEPSPEED_DIR), tag=DEEPSPEED_TAG, load_optimizer_states=True,
                               load_lr_scheduler_states=False)
         return
     if state is None:
-        raise ValueError(f"{directory} was written under DeepSpeed: resume it under DeepSpeed")
+        raise InputError(f"{directory} was written under DeepSpeed: resume it under DeepSpeed")
     set_optimizer_state_dict(model, _raw(optimizer), state, options=StateDictOptions(full_state_dict=True))
 
 

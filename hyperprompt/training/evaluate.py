@@ -167,21 +167,17 @@ def evaluate_checkpoint(
             ``None``: the whole split.
     """
     from hyperprompt.data import encode_task
-    from hyperprompt.training.builder import build_tasks
     from hyperprompt.training.checkpoint import load_run_checkpoint
 
-    model, tokenizer, config, directory = load_run_checkpoint(path, device=device or "cpu")
-    known = model.config.task_names
-    selected = build_tasks(config, data_dir=data_dir, names=list(tasks) if tasks else None)
-    unknown = [t.name for t in selected if t.name not in known]
-    if unknown:
-        raise ValueError(f"the model was not trained on {unknown}; its tasks are {', '.join(known)}")
+    run = load_run_checkpoint(path, device=device or "cpu")
+    model, tokenizer, config, directory = run
+    selected = run.tasks(list(tasks) if tasks else None, data_dir=data_dir)
     split = split or config.eval.split
     encoded = [encode_task(t, split, tokenizer, config.max_input_length, config.max_target_length)
                for t in selected]
     results = evaluate_tasks(
         model, tokenizer, selected, encoded, batch_size=batch_size or config.eval.batch_size,
-        max_new_tokens=config.eval.max_new_tokens or config.max_target_length,
+        max_new_tokens=config.generation_length,
         num_beams=num_beams or config.eval.num_beams,
         max_examples=config.eval.max_examples_per_task if max_examples == "recipe" else max_examples,
         return_predictions=return_predictions)

@@ -1,4 +1,4 @@
-"""The training loop: one function, :func:`train`, on Hugging Face accelerate.
+"""The training loop on Hugging Face accelerate: :func:`setup` builds a run's state, :func:`train` runs it.
 
 The same code runs on one CPU, one GPU, several GPUs or CPU processes (``accelerate launch`` /
 torchrun: DDP, FSDP2 or DeepSpeed ZeRO 1/2, see ``distributed.py``; bf16 / fp16).
@@ -7,7 +7,7 @@ split into ``gradient_accumulation_steps`` micro-batches per process. The loss i
 cross-entropy over the whole global batch -- each micro-batch's summed loss is divided by the global
 number of target tokens -- so N processes compute what one process with the global batch computes.
 
-Run directory (see docs/training.md)::
+Run directory (see docs/training.md; its rules: ``rundir.py``)::
 
     OUT/config.yaml  OUT/tokenizer/  OUT/checkpoints/step-N/  OUT/best/<task>/  OUT/best/overall/
     OUT/final/  OUT/metrics.jsonl  OUT/train_log.jsonl  OUT/results.json  OUT/tensorboard/
@@ -16,40 +16,43 @@ Run directory (see docs/training.md)::
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import json
-import logging
 import math
-import shutil
 import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers.utils import logging as hf_logging
 
-from hyperprompt.data import EncodedSplit, Mixture, Seq2SeqCollator, benchmark_score, encode_task
-from hyperprompt.training.builder import (
-    build_model,
-    build_tasks,
-    build_tokenizer,
-    count_parameters,
-    load_tokenizer,
+from hyperprompt.data import EncodedSplit, Mixture, MixtureBatches, Seq2SeqCollator, encode_task
+from hyperprompt.errors import (
+    ConfigError,
+    HyperPromptError,
+    NonFiniteLossError,
+    RunDirError,
+    TrainingInterrupted,
 )
+from hyperprompt.training import rundir
+from hyperprompt.training.best import build_results, new_best, save_best, summary_table, update_best
+from hyperprompt.training.builder import build_model, build_tokenizer, count_parameters, load_tokenizer
 from hyperprompt.training.checkpoint import (
-    CHECKPOINTS,
     checkpoint_dirs,
-    child_path,
-    link_copy,
+    good_checkpoints,
+    load_checkpoint,
     load_latest_checkpoint,
+    mark_nonfinite,
+    prune_checkpoints,
     save_checkpoint,
     save_model_dir,
     set_rng_state,
@@ -65,33 +68,10 @@ from hyperprompt.training.distributed import (
     save_engine_state,
     shard_t5_blocks,
 )
-from hyperprompt.training.evaluate import evaluate_tasks, format_metrics, format_results
+from hyperprompt.training.evaluate import evaluate_tasks, format_results
+from hyperprompt.training.logs import RunLog
 from hyperprompt.training.optim import build_optimizer, learning_rate
-
-logger = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; training stopped before applying that step (under DeepSpeed, whose
-    engine steps inside ``backward``, it was applied in memory only: nothing is saved after it)."""
-
-    def __init__(self, step: int, loss: float, checkpoint: Path | None):
-        self.step, self.loss, self.checkpoint = step, loss, checkpoint
-        where = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint was written yet"
-        super().__init__(f"non-finite loss ({loss}) at step {step}: training stopped, {where}. "
-                         "Lower optimizer.lr, set max_grad_norm, or use precision: bf16 instead of fp16.")
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C / SIGTERM: a checkpoint was saved and training stopped cleanly."""
-
-    def __init__(self, step: int, checkpoint: Path | None):
-        self.step, self.checkpoint = step, checkpoint
-        super().__init__(f"interrupted at step {step}; saved {checkpoint}. Continue with --resume.")
-
-
-class RunDirError(RuntimeError):
-    """The output directory holds another run."""
+from hyperprompt.training.recipe import Recipe, resolve
 
 
 class StopRequest:
@@ -122,63 +102,109 @@ class StopRequest:
                 signal.signal(sig, old)
 
 
-def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
+@dataclass
+class TrainState:
+    """Everything a run holds between steps; :func:`setup` builds it, the loop advances ``step``."""
+
+    recipe: Recipe
+    out: Path
+    accelerator: Accelerator
+    tokenizer: Any
+    batches: MixtureBatches
+    eval_splits: list[EncodedSplit]
+    model: torch.nn.Module  # as accelerate prepared it (DDP / FSDP / DeepSpeed wrapper)
+    unwrapped: Any  # the MultiTaskT5
+    optimizer: torch.optim.Optimizer
+    full_weights: FullWeights
+    log: RunLog
+    step: int = 0
+    best: dict[str, Any] | None = None
+    last_eval: dict[str, Any] | None = None
+    last_saved: int | None = None  # step of the newest checkpoint this run wrote or resumed from
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.recipe.config
+
+
+def train(config: TrainConfig, out_dir: str | Path, resume: bool = False,
+          resume_from: int | None = None) -> dict[str, Any]:
     """Train ``config``'s method on its task mixture; write the run directory ``out_dir``.
 
     Args:
         config: the recipe.
-        out_dir: the run directory (created).
-        resume: continue from the newest readable checkpoint in ``out_dir`` (exactly: weights,
-            optimizer, sampler position and RNG states are restored).
+        out_dir: the run directory (created; a fresh run needs it empty or new).
+        resume: continue from the newest good checkpoint in ``out_dir`` (exactly: weights, optimizer,
+            sampler position and RNG states are restored), after checking that it belongs to this recipe.
+            A run directory without a checkpoint starts over.
+        resume_from: continue from ``checkpoints/step-<resume_from>`` instead (implies ``resume``).
 
     Returns:
         the content of ``results.json``.
 
     Raises:
-        NonFiniteLossError: the loss became NaN / inf (the last good checkpoint is kept).
+        NonFiniteLossError: the loss became NaN / inf (the last good checkpoint is kept and named).
         TrainingInterrupted: Ctrl-C or SIGTERM (a checkpoint was saved first).
-        RunDirError: ``out_dir`` holds a run and ``resume`` is false.
+        RunDirError: ``out_dir`` is a file, is not writable, holds another run without ``resume``, or a
+            write failed (disk full, read-only): the message names the file.
+        CheckpointError: the checkpoint to resume belongs to another recipe, or none is readable.
     """
     threads = torch.get_num_threads()
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # no "Writing model shards" bar per checkpoint
+    out = Path(out_dir)
     try:
-        return _train(config, Path(out_dir), resume)
+        state = setup(config, out, resume or resume_from is not None, resume_from)
+        return run(state)
+    except Exception as error:
+        failed = None if isinstance(error, HyperPromptError) else rundir.write_failure(error)
+        if failed is None:
+            raise
+        good = good_checkpoints(out)
+        kept = f"the last checkpoint, {good[-1]}, is intact" if good else "no checkpoint was written yet"
+        raise RunDirError(f"could not write {failed}; {kept}. Free space or choose a writable --out, then run "
+                          "again with --resume") from error
     finally:
         torch.set_num_threads(threads)
         if bars:
             hf_logging.enable_progress_bar()
 
 
-def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
+def setup(config: TrainConfig, out: Path, resume: bool, resume_from: int | None) -> TrainState:
+    """Resolve the recipe, check the run directory, build data, model and optimizer, resume if asked."""
     started = time.time()
     accelerator = build_accelerator(config)  # one process, DDP, FSDP2 or DeepSpeed; GPUs or CPU processes
     main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
     accum = config.gradient_accumulation_steps
     if config.batch_size % (accum * world):
-        raise ValueError(f"batch_size {config.batch_size} is not divisible by gradient_accumulation_steps ({accum}) "
-                         f"x processes ({world})")
-    if not resume and (checkpoint_dirs(out) or (out / "final").exists()):
-        raise RunDirError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
+        raise ConfigError(f"config key 'batch_size': batch_size {config.batch_size} is not divisible by "
+                          f"gradient_accumulation_steps ({accum}) x processes ({world})")
+
+    # --- the recipe, resolved once; the run directory checked before anything is written -------------
+    set_seed(config.seed)
+    recipe = resolve(config)
+    config = recipe.config
 
     def say(message: str) -> None:
         if main:
             tqdm.write(message)
 
-    # --- tasks, tokenizer, data ----------------------------------------------------------------
-    set_seed(config.seed)
-    tasks = build_tasks(config)
-    config = resolved(config, [t.name for t in tasks])
+    rundir.check_writable(out)
+    plan = rundir.plan(out, recipe, resume, resume_from)  # read-only: the same decision on every rank
+    accelerator.wait_for_everyone()
+    if main:
+        rundir.apply(out, plan, say)
+    accelerator.wait_for_everyone()
+
+    # --- tokenizer and data --------------------------------------------------------------------------
     tokenizer_dir = out / "tokenizer"
     with accelerator.main_process_first():
         if tokenizer_dir.is_dir():
             tokenizer = load_tokenizer(tokenizer_dir)
         else:
-            tokenizer = build_tokenizer(config, tasks)
+            tokenizer = build_tokenizer(config, list(recipe.tasks))
             if main:
                 tokenizer.save_pretrained(str(tokenizer_dir))
     if main:
@@ -187,230 +213,195 @@ def _train(config: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
     cache_dir = Path(config.cache_dir) if config.cache_dir else out / "cache"
     lengths = (config.max_input_length, config.max_target_length)
     with accelerator.main_process_first():
-        train_splits = [encode_task(t, "train", tokenizer, *lengths, cache_dir=cache_dir) for t in tasks]
-        eval_splits = [encode_task(t, config.eval.split, tokenizer, *lengths, cache_dir=cache_dir) for t in tasks]
+        train_splits = [encode_task(t, "train", tokenizer, *lengths, cache_dir=cache_dir) for t in recipe.tasks]
+        eval_splits = [encode_task(t, config.eval.split, tokenizer, *lengths, cache_dir=cache_dir)
+                       for t in recipe.tasks]
     mix = config.mixture
-    mixture = Mixture(tasks, mix.rate, mix.cap, mix.temperature, sizes=[len(s) for s in train_splits])
+    mixture = Mixture(list(recipe.tasks), mix.rate, mix.cap, mix.temperature, sizes=[len(s) for s in train_splits])
     # Each process gets its share of every global batch and splits it into micro-batches, so the
     # examples of a step do not depend on the number of processes or accumulation steps.
     sampler = mixture.sampler(config.batch_size // world, config.seed, mixed=mix.mixed, num_replicas=world, rank=rank)
-    collate = Seq2SeqCollator(tokenizer.pad_token_id)
+    batches = MixtureBatches(train_splits, sampler, Seq2SeqCollator(tokenizer.pad_token_id), accumulation=accum)
 
-    # --- model, optimizer, resume ----------------------------------------------------------------
-    model = build_model(config, tokenizer, [t.name for t in tasks])
-    state: dict[str, Any] = {"step": 0, "best": {"tasks": {}, "overall": None}, "last_eval": None}
-    loaded = load_latest_checkpoint(out, model, rank) if resume else None
+    # --- model, optimizer, resume --------------------------------------------------------------------
+    model = build_model(config, tokenizer, recipe.method)
+    if plan.resume_from is not None:
+        loaded = (plan.resume_from, *load_checkpoint(plan.resume_from, model, rank))
+    else:
+        loaded = load_latest_checkpoint(out, model, rank) if resume else None
     optimizer = build_optimizer(model, config)
     shard_t5_blocks(accelerator, model)
     full_weights = FullWeights(accelerator, model)  # what save_pretrained writes (gathered under FSDP)
     model, optimizer = accelerator.prepare(model, optimizer)
     after_prepare(accelerator, model)
     unwrapped = accelerator.unwrap_model(model)
+    step, best, last_eval, last_saved = 0, new_best(), None, None
     if loaded is not None:
         path, saved, rng = loaded
         if saved.get("format", 1) >= 2:
             load_optimizer_state(accelerator, model, optimizer, saved["optimizer"], path)
         else:  # checkpoints written before format 2 hold optimizer.state_dict()
             optimizer.load_state_dict(saved["optimizer"])
-        sampler.load_state_dict(saved["sampler"])
+        batches.load_state_dict(saved["sampler"])
         if accelerator.scaler is not None and "scaler" in saved:
             accelerator.scaler.load_state_dict(saved["scaler"])
-        state.update(step=saved["step"], best=saved["best"], last_eval=saved["last_eval"])
+        step, best, last_eval, last_saved = saved["step"], saved["best"], saved["last_eval"], saved["step"]
         set_rng_state(rng)
-        say(f"resumed from {path} (step {state['step']})")
+        say(f"resumed from {path} (step {step})")
     else:
-        if resume:
-            say(f"no checkpoint in {out / CHECKPOINTS}: starting from scratch")
         set_seed(config.seed + rank)  # dropout differs across ranks
-    step = state["step"]
-    last_saved = step if loaded is not None else None
 
+    log = RunLog(out, main, step, config.max_steps, config.batch_size, config.log_every, started=started)
     trainable, total = count_parameters(unwrapped)
-    say(f"run: {out}  |  {config.model} + {config.method}: {trainable:,} trainable / {total:,} parameters "
-        f"({unwrapped.num_added_parameters():,} added)  |  {world} process(es), device {accelerator.device}")
-    for task, split, rate in zip(tasks, train_splits, mixture.rates, strict=True):
-        say(f"  {task.name:<28} train {len(split):>7,}  rate {rate:.3f}  "
-            f"(inputs cut: {split.num_truncated_inputs}, targets cut: {split.num_truncated_targets})")
+    log.say(f"run: {out}  |  {config.model} + {config.method}: {trainable:,} trainable / {total:,} parameters "
+            f"({unwrapped.num_added_parameters():,} added)  |  {world} process(es), device {accelerator.device}")
+    for task, split, rate in zip(recipe.tasks, train_splits, mixture.rates, strict=True):
+        log.say(f"  {task.name:<28} train {len(split):>7,}  rate {rate:.3f}  "
+                f"(inputs cut: {split.num_truncated_inputs}, targets cut: {split.num_truncated_targets})")
+    return TrainState(recipe, out, accelerator, tokenizer, batches, eval_splits, model, unwrapped, optimizer,
+                      full_weights, log, step, best, last_eval, last_saved)
 
-    # --- logs ------------------------------------------------------------------------------------
-    writer = None
-    if main:
-        for name in ("metrics.jsonl", "train_log.jsonl"):
-            truncate_jsonl(out / name, step)
-        from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(out / "tensorboard"), purge_step=step + 1 if step else None)
-
-    def log_json(name: str, record: dict[str, Any]) -> None:
-        if main:
-            with open(out / name, "a") as f:
-                f.write(json.dumps(record) + "\n")
-
-    def evaluate(at_step: int) -> dict[str, Any]:
-        with accelerator.autocast():
-            results = evaluate_tasks(
-                unwrapped, tokenizer, tasks, eval_splits, batch_size=config.eval.batch_size,
-                max_new_tokens=config.eval.max_new_tokens or config.max_target_length,
-                num_beams=config.eval.num_beams, max_examples=config.eval.max_examples_per_task,
-                accelerator=accelerator)
-        state["last_eval"] = {"step": at_step, **results}
-        improved = update_best(state["best"], results, at_step)
-        log_json("metrics.jsonl", {"step": at_step, "examples_seen": at_step * config.batch_size, **results})
-        if writer is not None:
-            writer.add_scalar("eval/average", results["average"], at_step)
-            for name, result in results["tasks"].items():
-                writer.add_scalar(f"eval/{name}/score", result["score"], at_step)
-                for metric, value in result["metrics"].items():
-                    writer.add_scalar(f"eval/{name}/{metric}", value, at_step)
-        say(f"eval @ step {at_step}: {format_results(results)}")
-        if improved:  # the same on every rank (the results are gathered)
-            full = full_weights(model)
-            if main:
-                save_best(out, improved, full, tokenizer, config, state["best"])
-        accelerator.wait_for_everyone()
-        return results
-
-    def save(at_step: int) -> Path:
-        training_state = {
-            "format": 2, "step": at_step, "optimizer": optimizer_state(accelerator, model, optimizer),
-            "sampler": sampler.state_dict(), "best": state["best"], "last_eval": state["last_eval"],
-        }
-        if accelerator.scaler is not None:
-            training_state["scaler"] = accelerator.scaler.state_dict()
-        return save_checkpoint(out, at_step, full_weights(model), tokenizer, config, training_state, accelerator,
-                               config.keep_last, lambda directory: save_engine_state(accelerator, model, directory))
-
-    # --- the loop --------------------------------------------------------------------------------
+def run(s: TrainState) -> dict[str, Any]:
+    """The loop: steps until ``max_steps`` with evaluation and checkpoints, then the final model and results."""
+    config, accelerator = s.config, s.accelerator
     stop = StopRequest()
-    bar = tqdm(total=config.max_steps, initial=step, desc="train", dynamic_ncols=True,
-               disable=not (main and sys.stderr.isatty()))
-
-    def close_logs() -> None:
-        bar.close()
-        if writer is not None:
-            writer.flush()
-    window = {"time": time.time(), "paused": 0.0, "steps": 0, "loss": 0.0}  # paused: evaluation and saving
-    train_started, train_steps, paused_total = time.time(), 0, 0.0
-    device = accelerator.device
-    backward = backward_options(accelerator)
-    iterator = micro_batches(sampler, train_splits, collate, accum)
-    model.train()
+    steps = s.batches.steps()
+    s.model.train()
     with stop.installed():
-        while step < config.max_steps:
-            lr = learning_rate(step, config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            step_batches = next(iterator)
-            counts = [int((b["labels"] != -100).sum()) for b in step_batches]  # target tokens, on the CPU
-            tokens = accelerator.reduce(torch.tensor(sum(counts), device=device), "sum")
-            loss_sum = torch.zeros((), device=device)
-            for i, (batch, n) in enumerate(zip(step_batches, counts, strict=True)):
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                last = i == accum - 1
-                accelerator.sync_gradients = last  # DeepSpeed reduces and steps in the last micro-batch's backward
-                with contextlib.nullcontext() if last else accelerator.no_sync(model):
-                    loss = model(**batch).loss  # mean over this micro-batch's target tokens
-                    accelerator.backward(loss * (n * world / tokens), **backward)
-                loss_sum += loss.detach().float() * n
-            train_loss = (accelerator.reduce(loss_sum, "sum") / tokens).item()
-            if not math.isfinite(train_loss):
-                optimizer.zero_grad(set_to_none=True)
-                close_logs()
-                raise NonFiniteLossError(step + 1, train_loss, checkpoint_dirs(out)[-1] if checkpoint_dirs(out) else None)
-            if config.max_grad_norm is not None:
-                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            train_steps += 1
-            window["steps"] += 1
-            window["loss"] += train_loss
-
-            elapsed = time.time() - window["time"] - window["paused"]
-            rate = window["steps"] * config.batch_size / max(elapsed, 1e-9)
-            bar.update(1)
-            bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}", ex_s=f"{rate:.1f}", refresh=False)
-            if step % config.log_every == 0 or step == config.max_steps:
-                record = {"step": step, "loss": window["loss"] / window["steps"], "lr": lr, "examples_per_s": rate}
-                log_json("train_log.jsonl", record)
-                if writer is not None:
-                    writer.add_scalar("train/loss", record["loss"], step)
-                    writer.add_scalar("train/lr", lr, step)
-                    writer.add_scalar("train/examples_per_s", rate, step)
-                if bar.disable:
-                    eta = (config.max_steps - step) * elapsed / window["steps"]
-                    say(f"step {step}/{config.max_steps} | loss {record['loss']:.4f} | lr {lr:.2e} | "
-                        f"{rate:.1f} ex/s | eta {format_duration(eta)}")
-                window = {"time": time.time(), "paused": 0.0, "steps": 0, "loss": 0.0}
-
+        while s.step < config.max_steps:
+            lr = learning_rate(s.step, config)
+            loss = train_step(s, next(steps), lr)
+            if not math.isfinite(loss):
+                s.log.close()
+                raise non_finite(s, loss)
+            s.step += 1
+            if s.last_saved == s.step - 1 and accelerator.is_main_process:
+                prune_checkpoints(s.out, config.keep_last)  # the newest checkpoint's next step was finite
+            s.log.train_step(s.step, loss, lr)
             paused = time.time()
-            if config.eval_every and step % config.eval_every == 0:
-                evaluate(step)
-            if step % config.save_every == 0:
-                save(step)
-                last_saved = step
-            window["paused"] += time.time() - paused
-            paused_total += time.time() - paused
-            stop_now = stop.requested
-            if world > 1:
-                stop_now = bool(accelerator.reduce(torch.tensor(int(stop_now), device=device), "max").item())
-            if stop_now:
-                close_logs()
-                checkpoint = save(step) if last_saved != step else checkpoint_dirs(out)[-1]
-                raise TrainingInterrupted(step, checkpoint)
-    close_logs()
-    train_time = time.time() - train_started - paused_total  # without evaluation and checkpoints
+            if config.eval_every and s.step % config.eval_every == 0:
+                evaluate(s)
+            if s.step % config.save_every == 0:
+                save(s)
+            s.log.paused(time.time() - paused)
+            if stop_requested(s, stop.requested):
+                s.log.close()
+                checkpoint = save(s) if s.last_saved != s.step else checkpoint_dirs(s.out)[-1]
+                raise TrainingInterrupted(s.step, checkpoint)
+    s.log.close()
+    return finish(s)
 
-    # --- the end: final evaluation, checkpoints, results -------------------------------------------
-    if state["last_eval"] is None or state["last_eval"]["step"] != step:
-        evaluate(step)
-    if last_saved != step:
-        save(step)
-    full = full_weights(model)
-    if main:
-        save_model_dir(out / "final", full, tokenizer, config)
-    results = build_results(config, state, step, train_steps, train_time, time.time() - started)
-    if main:
+
+def train_step(s: TrainState, micro_batches: list[dict[str, torch.Tensor]], lr: float) -> float:
+    """One optimizer step on a global batch; returns its mean token loss (the step is not applied if it is
+    not finite)."""
+    accelerator, model, optimizer = s.accelerator, s.model, s.optimizer
+    world, device = accelerator.num_processes, accelerator.device
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    counts = [int((b["labels"] != -100).sum()) for b in micro_batches]  # target tokens, on the CPU
+    tokens = accelerator.reduce(torch.tensor(sum(counts), device=device), "sum")
+    loss_sum = torch.zeros((), device=device)
+    backward = backward_options(accelerator)
+    for i, (batch, n) in enumerate(zip(micro_batches, counts, strict=True)):
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        last = i == len(micro_batches) - 1
+        accelerator.sync_gradients = last  # DeepSpeed reduces and steps in the last micro-batch's backward
+        with contextlib.nullcontext() if last else accelerator.no_sync(model):
+            loss = model(**batch).loss  # mean over this micro-batch's target tokens
+            accelerator.backward(loss * (n * world / tokens), **backward)
+        loss_sum += loss.detach().float() * n
+    train_loss = (accelerator.reduce(loss_sum, "sum") / tokens).item()
+    if not math.isfinite(train_loss):
+        optimizer.zero_grad(set_to_none=True)
+        return train_loss
+    if s.config.max_grad_norm is not None:
+        accelerator.clip_grad_norm_(model.parameters(), s.config.max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return train_loss
+
+
+def non_finite(s: TrainState, loss: float) -> NonFiniteLossError:
+    """The error for a non-finite loss at step ``s.step + 1``. A checkpoint of step ``s.step`` holds the
+    weights that gave it: it is marked, so that a resume starts from the one before (kept for this)."""
+    checkpoints = checkpoint_dirs(s.out)
+    if s.accelerator.is_main_process and checkpoints and checkpoints[-1].name == f"step-{s.step:08d}":
+        mark_nonfinite(checkpoints[-1], s.step + 1, loss)
+    s.accelerator.wait_for_everyone()
+    good = good_checkpoints(s.out)
+    return NonFiniteLossError(s.step + 1, loss, good[-1] if good else None)
+
+
+def stop_requested(s: TrainState, requested: bool) -> bool:
+    if s.accelerator.num_processes > 1:  # every rank stops at the same step
+        flag = torch.tensor(int(requested), device=s.accelerator.device)
+        return bool(s.accelerator.reduce(flag, "max").item())
+    return requested
+
+
+def evaluate(s: TrainState) -> dict[str, Any]:
+    """Evaluate every task; log; keep the best checkpoint per task and overall."""
+    config, accelerator = s.config, s.accelerator
+    with accelerator.autocast():
+        results = evaluate_tasks(
+            s.unwrapped, s.tokenizer, list(s.recipe.tasks), s.eval_splits, batch_size=config.eval.batch_size,
+            max_new_tokens=config.generation_length, num_beams=config.eval.num_beams,
+            max_examples=config.eval.max_examples_per_task, accelerator=accelerator)
+    s.last_eval = {"step": s.step, **results}
+    improved = update_best(s.best, results, s.step)
+    s.log.evaluation(s.step, results)
+    s.log.say(f"eval @ step {s.step}: {format_results(results)}")
+    if improved:  # the same on every rank (the results are gathered)
+        full = s.full_weights(s.model)
+        if accelerator.is_main_process:
+            save_best(s.out, improved, full, s.tokenizer, s.recipe, s.best)
+    accelerator.wait_for_everyone()
+    return results
+
+
+def save(s: TrainState) -> Path:
+    """Write ``checkpoints/step-N`` (every process takes part)."""
+    accelerator = s.accelerator
+    training_state = {
+        "format": 2, "step": s.step, "optimizer": optimizer_state(accelerator, s.model, s.optimizer),
+        "sampler": s.batches.state_dict(), "best": s.best, "last_eval": s.last_eval,
+    }
+    if accelerator.scaler is not None:
+        training_state["scaler"] = accelerator.scaler.state_dict()
+    path = save_checkpoint(s.out, s.step, s.full_weights(s.model), s.tokenizer, s.config, training_state,
+                           accelerator, s.config.keep_last,
+                           lambda directory: save_engine_state(accelerator, s.model, directory),
+                           task_specs=s.recipe.user_task_specs())
+    s.last_saved = s.step
+    return path
+
+
+def finish(s: TrainState) -> dict[str, Any]:
+    """The final evaluation and checkpoint, ``final/`` and ``results.json``."""
+    accelerator, out = s.accelerator, s.out
+    if s.last_eval is None or s.last_eval["step"] != s.step:
+        evaluate(s)
+    if s.last_saved != s.step:
+        save(s)
+    full = s.full_weights(s.model)
+    if accelerator.is_main_process:
+        save_model_dir(out / "final", full, s.tokenizer, s.config, task_specs=s.recipe.user_task_specs())
+    results = build_results(s.recipe, s.best, s.last_eval, s.step, s.log.timing())
+    if accelerator.is_main_process:
         (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        say(summary_table(results))
-        say(f"wrote {out / 'results.json'}, {out / 'metrics.jsonl'}, {out / 'final'}/ and {out / 'best'}/")
-    if writer is not None:
-        writer.close()
+        s.log.say(summary_table(results))
+        s.log.say(f"wrote {out / 'results.json'}, {out / 'metrics.jsonl'}, {out / 'final'}/ and {out / 'best'}/")
     accelerator.wait_for_everyone()
     # Free the DDP / FSDP wrapper (it holds the process group) while every process is still here:
     # gloo torn down after a peer has exited can hang. The process group itself stays up, so that
     # train() can run again in this process; the CLI destroys it before exiting.
     accelerator.free_memory()
-    model = unwrapped = None
+    s.model = s.unwrapped = None
     gc.collect()
     accelerator.wait_for_everyone()
     return results
-
-
-# --- helpers ----------------------------------------------------------------------------------------
-
-def micro_batches(sampler: Any, splits: list[EncodedSplit], collate: Seq2SeqCollator,
-                  accum: int) -> Iterator[list[dict[str, torch.Tensor]]]:
-    """Per optimizer step, this process's examples as ``accum`` collated micro-batches."""
-    for batch in sampler:
-        size = len(batch) // accum
-        yield [collate([splits[t].feature(i, t) for t, i in batch[k * size:(k + 1) * size]]) for k in range(accum)]
-
-
-def resolved(config: TrainConfig, task_names: list[str]) -> TrainConfig:
-    """The config as the run saves it: canonical task names and absolute paths."""
-    def absolute(path: str | None) -> str | None:
-        return str(Path(path).expanduser().resolve()) if path else path
-
-    model = config.model
-    if Path(model).expanduser().is_dir():
-        model = absolute(model)
-    tokenizer = config.tokenizer
-    if tokenizer and Path(tokenizer).expanduser().is_dir():
-        tokenizer = absolute(tokenizer)
-    return dataclasses.replace(
-        config, tasks=list(task_names), data_dir=absolute(config.data_dir), cache_dir=absolute(config.cache_dir),
-        task_files=[absolute(p) for p in config.task_files], model=model, tokenizer=tokenizer)
 
 
 def warn_if_config_changed(path: Path, config: TrainConfig, say: Any) -> None:
@@ -431,84 +422,3 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
-
-
-def truncate_jsonl(path: Path, step: int) -> None:
-    """Drop the lines logged after ``step`` (a resumed run logs them again)."""
-    if not path.is_file():
-        return
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line)["step"] <= step]
-    if len(kept) != len(lines):
-        path.write_text("".join(line + "\n" for line in kept))
-
-
-def update_best(best: dict[str, Any], results: dict[str, Any], step: int) -> list[str]:
-    """Record improved per-task and overall scores; return the names improved (``"overall"`` included)."""
-    improved = []
-    for name, result in results["tasks"].items():
-        old = best["tasks"].get(name)
-        if old is None or result["score"] > old["score"]:
-            best["tasks"][name] = {"step": step, **result}
-            improved.append(name)
-    if best["overall"] is None or results["average"] > best["overall"]["average"]:
-        best["overall"] = {"step": step, **results}
-        improved.append("overall")
-    return improved
-
-
-def save_best(out: Path, names: list[str], model: Any, tokenizer: Any, config: TrainConfig,
-              best: dict[str, Any]) -> None:
-    """Write the model once, then hard-link it to ``best/<task>/`` for every improved name."""
-    staging = out / "best" / ".current"
-    save_model_dir(staging, model, tokenizer, config)
-    for name in names:
-        info = best["overall"] if name == "overall" else best["tasks"][name]
-        link_copy(staging, child_path(out / "best", name), extra={"best.json": {"name": name, **info}})
-    shutil.rmtree(staging, ignore_errors=True)
-
-
-def build_results(config: TrainConfig, state: dict[str, Any], step: int, train_steps: int,
-                  train_time: float, wall_time: float) -> dict[str, Any]:
-    """``results.json``: final metrics, best per task (the paper's protocol) and best overall."""
-    final = state["last_eval"]
-    best_tasks = state["best"]["tasks"]
-    return {
-        "model": config.model, "method": config.method, "tasks": config.tasks,
-        "split": config.eval.split, "max_examples_per_task": config.eval.max_examples_per_task,
-        "final": final,
-        "best_per_task": {
-            "tasks": best_tasks,
-            "average": benchmark_score({name: r["score"] for name, r in best_tasks.items()}),
-        },
-        "best_overall": state["best"]["overall"],
-        "train": {
-            "steps": step, "examples": step * config.batch_size, "steps_this_session": train_steps,
-            "train_seconds_this_session": train_time, "wall_seconds_this_session": wall_time,
-            "examples_per_s": train_steps * config.batch_size / max(train_time, 1e-9),
-        },
-    }
-
-
-def summary_table(results: dict[str, Any]) -> str:
-    final, best = results["final"], results["best_per_task"]
-    rows = [(name, format_metrics(r["metrics"]), f"{r['score']:.2f}",
-             f"{best['tasks'][name]['score']:.2f} @{best['tasks'][name]['step']}")
-            for name, r in final["tasks"].items()]
-    overall = results["best_overall"]
-    rows.append(("average", "", f"{final['average']:.2f}", f"{best['average']:.2f}"))
-    header = ("task", f"metrics (step {final['step']})", "final", "best @step")
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(4)]
-    line = "  ".join(f"{{:<{w}}}" for w in widths)
-    table = [line.format(*header), line.format(*("-" * w for w in widths))]
-    table += [line.format(*row) for row in rows]
-    table.append(f"best overall checkpoint: step {overall['step']} (average {overall['average']:.2f}); "
-                 f"best per task averages {best['average']:.2f} (the paper's protocol)")
-    return "\n".join(table)
-
-
-def format_duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"

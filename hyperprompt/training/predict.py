@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from typing import IO, Any
 
 from transformers import PreTrainedTokenizerBase
 
 from hyperprompt.data import Task
+from hyperprompt.errors import InputError
 from hyperprompt.model import MultiTaskT5
+from hyperprompt.training.checkpoint import LoadedRun
 from hyperprompt.training.evaluate import encode_texts, generate_texts
 
 
@@ -30,7 +33,7 @@ def input_text(task: Task, record: dict[str, Any]) -> str:
     target (the label) may be missing; a missing input field is an error that names it."""
     if "inputs" in record:
         if not isinstance(record["inputs"], str):
-            raise ValueError(f"'inputs' must be a string, got {record['inputs']!r}")
+            raise InputError(f"'inputs' must be a string, got {record['inputs']!r}")
         return record["inputs"]
     filled = dict(record)
     label, names = filled.get("label"), task.label_names
@@ -49,12 +52,12 @@ def input_text(task: Task, record: dict[str, Any]) -> str:
         try:
             inputs, _ = task.format_record(probe)
         except (KeyError, TypeError, IndexError, ValueError) as error:
-            raise ValueError(f"{task.name}: cannot build the input from the fields {sorted(record)} ({error!r}); "
+            raise InputError(f"{task.name}: cannot build the input from the fields {sorted(record)} ({error!r}); "
                              "give the task's input fields or an 'inputs' string") from None
         texts.append(inputs)
         missing |= probe.missing
     if texts[0] != texts[1]:
-        raise ValueError(f"{task.name}: the example lacks the input field(s) {sorted(missing)}; "
+        raise InputError(f"{task.name}: the example lacks the input field(s) {sorted(missing)}; "
                          "give the task's input fields or an 'inputs' string")
     return texts[0]
 
@@ -89,3 +92,60 @@ def predict_records(
             row["label_name"] = task.label_names[value] if isinstance(value, int) else None
         rows.append(row)
     return rows
+
+
+def iter_records(lines: Iterable[bytes | str], name: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` of a JSON-lines stream; a line that is not UTF-8, not JSON or not an object
+    is an InputError naming ``name`` and the line. Blank lines are skipped."""
+    for number, line in enumerate(lines, 1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise InputError(f"{name} line {number}: not valid UTF-8 (byte {error.start}: "
+                                 f"{line[error.start:error.start + 1]!r}); save the file as UTF-8") from None
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputError(f"{name} line {number}: not JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise InputError(f"{name} line {number}: expected a JSON object, got {type(record).__name__}")
+        yield number, record
+
+
+def predict_stream(run: LoadedRun, task_name: str, source: IO[bytes] | Iterable[bytes | str], name: str,
+                   sink: IO[str], *, batch_size: int = 64, num_beams: int | None = None,
+                   chunk_size: int | None = None) -> int:
+    """Predict every record of the JSON-lines ``source`` (named ``name`` in messages) with the saved model
+    ``run`` and write one JSON line per record to ``sink``, in input order, a chunk at a time (memory stays
+    flat; a kill keeps what was written). Returns the number of records."""
+    (task,) = run.tasks([task_name], for_prediction=True)
+    config = run.config
+    chunk_size = chunk_size or 8 * batch_size
+    written = 0
+
+    def flush(chunk: list[tuple[int, dict[str, Any]]]) -> None:
+        for number, record in chunk:  # check every record of the chunk before generating
+            try:
+                input_text(task, record)
+            except InputError as error:
+                raise InputError(f"{name} line {number}: {error}") from None
+        rows = predict_records(run.model, run.tokenizer, task, [record for _, record in chunk],
+                               max_input_length=config.max_input_length, max_new_tokens=config.generation_length,
+                               batch_size=batch_size, num_beams=num_beams or config.eval.num_beams)
+        sink.writelines(json.dumps(row) + "\n" for row in rows)
+        sink.flush()
+
+    chunk: list[tuple[int, dict[str, Any]]] = []
+    for item in iter_records(source, name):
+        chunk.append(item)
+        if len(chunk) == chunk_size:
+            flush(chunk)
+            written += len(chunk)
+            chunk = []
+    if chunk:
+        flush(chunk)
+        written += len(chunk)
+    return written

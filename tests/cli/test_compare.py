@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import statistics
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hyperprompt.cli import compare as compare_command
+from hyperprompt.cli.main import main
 from hyperprompt.training import compare as compare_module
 from hyperprompt.training.compare import ComparisonError, load_comparison
 
@@ -34,9 +33,7 @@ RECIPE = {
 
 
 def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    compare_command.add_parser(parser.add_subparsers())  # `hyperprompt compare`
-    return compare_command.run(parser.parse_args(["compare", *argv]))
+    return main(["compare", *argv])  # `hyperprompt compare`, through the CLI's error boundary
 
 
 @pytest.fixture

@@ -73,13 +73,15 @@ def test_recipe_is_required_unless_resuming(tmp_path, capsys):
     assert "give a recipe" in capsys.readouterr().err
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(recipe, tmp_path, capsys):
+def test_non_finite_loss_stops_and_marks_the_checkpoint_that_gave_it(recipe, tmp_path, capsys):
     run = tmp_path / "run"
     code = main(["train", str(recipe), "--out", str(run), "--set", "optimizer.lr=1e9", "--set", "save_every=1"])
     err = capsys.readouterr().err
     assert code == 3
-    assert err.startswith("error: non-finite loss (nan) at step 2: training stopped, the last good checkpoint is ")
+    # step 1's update made the weights that give NaN at step 2: its checkpoint is not "good"
+    assert err.startswith("error: non-finite loss (nan) at step 2: training stopped; no checkpoint was written yet")
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-00000001"]
+    assert (run / "checkpoints" / "step-00000001" / "NONFINITE").is_file()
     assert not (run / "final").exists()
     assert main(["evaluate", str(run / "checkpoints" / "step-00000001"), "--max-examples", "2"]) == 0
 

@@ -141,4 +141,4 @@ def test_resume_falls_back_from_a_corrupt_checkpoint(run, tmp_path, caplog, supe
 def test_a_second_run_into_the_same_directory_is_refused(run, capsys):
     out, _ = run
     assert main(["train", str(out / "config.yaml"), "--out", str(out)]) == 1
-    assert "already holds a run: pass --resume to continue it" in capsys.readouterr().err
+    assert "is not empty (best, cache, checkpoints, config.yaml, final, metrics.jsonl, ...): pass --resume" in capsys.readouterr().err
