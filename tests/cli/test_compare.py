@@ -142,3 +142,5 @@ def test_rows_are_labelled_with_the_settings_they_used(tmp_path):
     assert run_cli(str(path), "--out", str(out)) == 0
     assert read_csv(out / "comparison.csv")["hyperprompt-global"]["label"] == "hyperprompt-global (paper-exact)"
     assert "| hyperprompt-global (paper-exact) | " in (out / "comparison.md").read_text()
+    results = json.loads((out / "runs" / "hyperprompt-global" / "seed-0" / "results.json").read_text())
+    assert results["method_label"] == "hyperprompt-global (paper-exact)"
