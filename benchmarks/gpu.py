@@ -22,8 +22,8 @@ import torch
 from transformers import T5ForConditionalGeneration
 
 import hyperprompt.model  # noqa: F401
+from hyperprompt.model import HyperPromptConfig, MethodConfig
 from hyperprompt.model.base import MultiTaskT5
-from hyperprompt.model.config import HyperPromptConfig, MethodConfig
 from hyperprompt.model.presets import t5_config
 
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0}

@@ -22,8 +22,8 @@ import torch
 from transformers import T5ForConditionalGeneration
 
 import hyperprompt.model  # noqa: F401  (registers every method)
+from hyperprompt.model import HyperPromptConfig
 from hyperprompt.model.base import MultiTaskT5
-from hyperprompt.model.config import HyperPromptConfig
 from hyperprompt.model.presets import t5_config
 
 

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import hyperprompt.model  # noqa: E402,F401  (registers every method and its formula)
 from hyperprompt.model.config import MethodConfig  # noqa: E402
 from hyperprompt.model.params import ADDED_PARAMETER_FORMULAS, BackboneShape, added_parameters  # noqa: E402
-from hyperprompt.model.presets import count_backbone_parameters, t5_config  # noqa: E402
+from hyperprompt.model.presets import count_checkpoint_parameters, t5_config  # noqa: E402
 
 TASK_COUNTS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000]
 
@@ -33,7 +33,7 @@ def main() -> None:
 
     backbone_config = t5_config(args.size)
     shape = BackboneShape.from_config(backbone_config)
-    backbone = count_backbone_parameters(backbone_config)
+    backbone = count_checkpoint_parameters(args.size)
     methods = [m for m in sorted(ADDED_PARAMETER_FORMULAS) if m != "mtl"]
     counts = {
         method: [added_parameters(MethodConfig.from_dict({"method": method, "task_names": [f"t{i}" for i in range(n)]}),

@@ -1,5 +1,5 @@
 """Peeking into a trained model: attention mass on the (hyper-)prompts per layer and the entropy of
-attention over the real tokens, as numbers (``analysis.json``) and figures (SPEC section 6).
+attention over the real tokens, as numbers (``analysis.json``) and figures.
 
 >>> from hyperprompt.analysis import analyze_splits, build_report, save_plots
 >>> stats = analyze_splits(model, splits, pad_token_id=tokenizer.pad_token_id)   # doctest: +SKIP

@@ -1,4 +1,4 @@
-"""Where self-attention looks: mass on the prompts per layer, entropy over the real tokens (SPEC §6).
+"""Where self-attention looks: mass on the prompts per layer, entropy over the real tokens.
 
 For every self-attention layer of the encoder and the decoder (cross-attention is not analysed), with
 ``w`` the layer's softmax weights ``[B, h, q, l + k]`` (the ``l`` prompt columns first):
@@ -37,8 +37,8 @@ import torch
 from hyperprompt.data import EncodedSplit, Seq2SeqCollator
 from hyperprompt.errors import InputError
 from hyperprompt.model import MultiTaskT5
+from hyperprompt.model.layout import STACKS
 
-STACKS = ("encoder", "decoder")
 LABEL_PAD = -100
 
 

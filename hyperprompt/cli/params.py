@@ -13,7 +13,7 @@ from hyperprompt.cli.common import positive_int
 from hyperprompt.errors import InputError
 from hyperprompt.model.config import MethodConfig
 from hyperprompt.model.params import ADDED_PARAMETER_FORMULAS, BackboneShape, added_parameters
-from hyperprompt.model.presets import T5_SIZES, count_backbone_parameters, t5_config
+from hyperprompt.model.presets import T5_SIZES, count_checkpoint_parameters, t5_config
 
 #: Settings that reproduce the paper's headline ratios (which exact setting the paper used is unsure).
 PAPER_SETTINGS = [
@@ -57,7 +57,7 @@ def count(model: str, method: str, num_tasks: int, overrides: dict[str, Any]) ->
     backbone_config = t5_config(model)
     config = MethodConfig.from_dict({"method": method, "task_names": [f"task{i}" for i in range(num_tasks)],
                                      **overrides})
-    backbone = count_backbone_parameters(backbone_config)
+    backbone = count_checkpoint_parameters(model)
     added = added_parameters(config, BackboneShape.from_config(backbone_config))
     return {"model": model, "method": method, "tasks": num_tasks, "settings": overrides,
             "backbone_parameters": backbone, "added_parameters": added, "added_percent": 100 * added / backbone}

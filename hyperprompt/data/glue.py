@@ -34,7 +34,7 @@ SUPERGLUE_HUB_ID = "aps/super_glue"
 # Bump when any preprocessing below changes: it is part of the tokenisation cache key.
 PREPROCESSOR_VERSION = "1"
 
-# The tasks each benchmark's score averages (and the paper trains on, SPEC section 4).
+# The tasks each benchmark's score averages (and the paper trains on: its Section 4.1).
 # GLUE leaves out WNLI, as T5 and the paper do; SuperGLUE leaves out the diagnostics AX-b / AX-g.
 BENCHMARK_TASKS: dict[str, tuple[str, ...]] = {
     "glue": (
@@ -101,10 +101,10 @@ _NLI = ("entailment", "not_entailment")
 _BOOL = ("False", "True")
 
 
-def _glue(config, folder, features, labels, kind, metric, **kw) -> BuiltinSpec:
+def _builtin(benchmark: str, default_files: Any, config, folder, features, labels, kind, metric, **kw) -> BuiltinSpec:
     return BuiltinSpec(
-        **{"files": _TRAIN_DEV, "hub_splits": _HUB, "text_prefix": config, "hub_config": config, **kw},
-        name=f"glue/{config}",
+        **{"files": default_files, "hub_splits": _HUB, "text_prefix": config, "hub_config": config, **kw},
+        name=f"{benchmark}/{config}",
         folder=folder,
         features=features,
         label_names=labels,
@@ -113,16 +113,12 @@ def _glue(config, folder, features, labels, kind, metric, **kw) -> BuiltinSpec:
     )
 
 
-def _superglue(config, folder, features, labels, kind, metric, **kw) -> BuiltinSpec:
-    return BuiltinSpec(
-        **{"files": _TRAIN_VAL, "hub_splits": _HUB, "text_prefix": config, "hub_config": config, **kw},
-        name=f"superglue/{config}",
-        folder=folder,
-        features=features,
-        label_names=labels,
-        label_kind=kind,
-        metric=metric,
-    )
+def _glue(*args, **kw) -> BuiltinSpec:
+    return _builtin("glue", _TRAIN_DEV, *args, **kw)
+
+
+def _superglue(*args, **kw) -> BuiltinSpec:
+    return _builtin("superglue", _TRAIN_VAL, *args, **kw)
 
 
 _MNLI_LABELS = ("entailment", "neutral", "contradiction")

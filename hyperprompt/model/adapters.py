@@ -29,16 +29,16 @@ from torch import nn
 from transformers.activations import ACT2FN
 
 from hyperprompt.model.base import MultiTaskT5
-from hyperprompt.model.config import MethodConfig
-from hyperprompt.model.params import ADDED_PARAMETER_FORMULAS, BackboneShape
+from hyperprompt.model.config import BottleneckMixin, MethodConfig
+from hyperprompt.model.layout import BackboneLayout, BackboneShape
+from hyperprompt.model.registry import register_method
 
-STACKS = ("encoder", "decoder")
 #: where adapters sit in a block, in table order
 ADAPTER_POSITIONS = ("attention", "feed_forward")
 
 
 @dataclass
-class AdapterConfig(MethodConfig):
+class AdapterConfig(MethodConfig, BottleneckMixin):
     """Per-task Houlsby adapters after the self-attention and feed-forward sublayers.
 
     Attributes:
@@ -60,14 +60,10 @@ class AdapterConfig(MethodConfig):
         super().__post_init__()
         check_adapter_fields(self)
 
-    def resolved_bottleneck(self, d_model: int) -> int:
-        return self.bottleneck_dim if self.bottleneck_dim is not None else max(1, d_model // 32)
-
 
 def check_adapter_fields(config: Any) -> None:
     """Validate the fields adapter methods share (``bottleneck_dim``, ``activation``)."""
-    if config.bottleneck_dim is not None and config.bottleneck_dim < 1:
-        raise ValueError(f"bottleneck_dim={config.bottleneck_dim!r} must be a positive integer or null.")
+    config.check_bottleneck()
     if config.activation not in ACT2FN:
         raise ValueError(f"activation={config.activation!r} is not known; choose one of {', '.join(sorted(ACT2FN))}.")
 
@@ -131,15 +127,15 @@ def _adapt_feed_forward_output(module: nn.Module, args: tuple, output: torch.Ten
     return state.apply(module._adapter_slot, output, rows)
 
 
-def install_adapter_hooks(base: nn.Module) -> None:
-    """Hook every encoder and decoder block of ``base`` so that an ``adapter_state`` kwarg adapts its
+def install_adapter_hooks(layout: BackboneLayout) -> None:
+    """Hook every layer of the backbone with ``layout`` so that an ``adapter_state`` kwarg adapts its
     self-attention and feed-forward outputs (idempotent; without the kwarg the hooks do nothing).
 
-    The hooks sit on modules called *inside* ``T5Block.forward``, so gradient checkpointing (which
-    re-runs ``forward``, not the block's own hooks) recomputes the adapters too."""
-    for stack in STACKS:
-        for layer, block in enumerate(getattr(base, stack).block):
-            attention, feed_forward = block.layer[0].SelfAttention, block.layer[-1].DenseReluDense
+    The hooks sit on modules called *inside* a block's forward (``T5Block.forward``), so gradient
+    checkpointing (which re-runs ``forward``, not the block's own hooks) recomputes the adapters too."""
+    for stack in layout.stacks:
+        for layer, (attention, feed_forward) in enumerate(zip(layout.self_attention[stack],
+                                                              layout.feed_forward[stack], strict=True)):
             if getattr(attention, "_adapter_slot", None) is not None:
                 continue
             attention._adapter_slot = (stack, layer, ADAPTER_POSITIONS.index("attention"))
@@ -158,16 +154,14 @@ class AdapterModel(MultiTaskT5):
     task tau's; each example gathers its task's adapters (no per-task loop).
     """
 
-    config_class = AdapterConfig
     config: AdapterConfig
 
     def build(self) -> None:
-        cfg = self.base.config
-        T, d, r = self.config.num_tasks, cfg.d_model, self.config.resolved_bottleneck(cfg.d_model)
+        layout = self.layout
+        T, d, r = self.config.num_tasks, layout.d_model, self.config.resolved_bottleneck(layout.d_model)
         P = len(ADAPTER_POSITIONS)
         self.adapters = nn.ModuleDict()
-        for stack in STACKS:
-            M = len(getattr(self.base, stack).block)
+        for stack, M in layout.num_layers.items():
             self.adapters[stack] = nn.ParameterDict({
                 "down_weight": nn.Parameter(torch.empty(T, M, P, r, d)),
                 "down_bias": nn.Parameter(torch.zeros(T, M, P, r)),
@@ -177,11 +171,9 @@ class AdapterModel(MultiTaskT5):
         for params in self.adapters.values():
             nn.init.normal_(params["down_weight"], std=self.config.init_std)
             nn.init.normal_(params["up_weight"], std=self.config.init_std)
-        install_adapter_hooks(self.base)
-        self.adapters.to(device=next(self.base.parameters()).device)
+        install_adapter_hooks(layout)
 
     def per_task_parameters(self) -> dict[str, nn.Parameter]:
-        """Parameters whose first dimension indexes tasks: only task tau's loss may update row tau."""
         return {f"adapters.{stack}.{name}": p for stack, params in self.adapters.items() for name, p in params.items()}
 
     def conditioning_inputs(self, task_ids: torch.Tensor, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -197,4 +189,4 @@ def adapter_added_parameters(config: AdapterConfig, shape: BackboneShape) -> int
     return config.num_tasks * layers * len(ADAPTER_POSITIONS) * (2 * r * d + r + d)
 
 
-ADDED_PARAMETER_FORMULAS["adapter"] = adapter_added_parameters
+register_method("adapter", AdapterConfig, AdapterModel, adapter_added_parameters)

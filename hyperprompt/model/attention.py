@@ -14,17 +14,24 @@ Prompt columns get zero position bias and are never masked (not by padding, not 
 decoder position 0 sees all l prompts. Prompts never enter the KV cache: cache lengths, relative
 positions and ``cache_position`` stay those of the real tokens. Cross-attention modules carry no slot
 and run unchanged.
+
+Routing a backbone through this function (:func:`route_prompted_attention`) needs only its
+:class:`~hyperprompt.model.layout.BackboneLayout`: the self-attention modules to tag with slots.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from transformers import AttentionInterface
+from transformers import AttentionInterface, PretrainedConfig
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+if TYPE_CHECKING:
+    from hyperprompt.model.layout import BackboneLayout
 
 ATTENTION_NAME = "hyperprompt"
 
@@ -193,6 +200,49 @@ def register_attention() -> None:
     """Register the attention and mask functions (idempotent)."""
     AttentionInterface.register(ATTENTION_NAME, prompted_attention)
     AttentionMaskInterface.register(ATTENTION_NAME, prompted_attention_mask)
+
+
+# --- routing a backbone through the function above -------------------------------------------------
+
+
+def tag_prompt_slots(layout: BackboneLayout) -> None:
+    """Tag each self-attention module with its ``(stack, layer)`` slot, where it finds its prompts."""
+    for stack in layout.stacks:
+        for layer, module in enumerate(layout.self_attention[stack]):
+            module._prompt_slot = (stack, layer)
+
+
+def set_attention_implementation(base: torch.nn.Module, name: str) -> None:
+    """Set the backbone's attention implementation everywhere it is read: transformers < 5.24 keeps it
+    in the encoder's and decoder's own config copies too, which ``set_attn_implementation`` leaves as
+    they were (the prompts would then silently not reach attention)."""
+    base.set_attn_implementation(name)
+    for module in base.modules():
+        config = getattr(module, "config", None)
+        if isinstance(config, PretrainedConfig) and config._attn_implementation != name:
+            config._attn_implementation = name
+
+
+@contextlib.contextmanager
+def attention_implementation(base: torch.nn.Module, name: str) -> Iterator[None]:
+    """Within this context the backbone runs attention implementation ``name``."""
+    previous = base.config._attn_implementation
+    if previous != name:
+        set_attention_implementation(base, name)
+    try:
+        yield
+    finally:
+        if previous != name:
+            set_attention_implementation(base, previous)
+
+
+def route_prompted_attention(base: torch.nn.Module, layout: BackboneLayout) -> str:
+    """Route ``base``'s attention through :func:`prompted_attention` for good (methods that prepend
+    key/value prompts) and return the implementation it ran before (``sdpa`` if it already was ours)."""
+    tag_prompt_slots(layout)
+    original = base.config._attn_implementation
+    set_attention_implementation(base, ATTENTION_NAME)
+    return original if original != ATTENTION_NAME else "sdpa"
 
 
 register_attention()

@@ -1,64 +1,41 @@
 """`MultiTaskT5`: what every task-conditioned method shares.
 
-A method wraps a Hugging Face T5 (T5, T5 v1.1, mT5, ByT5 checkpoints), adds its task-conditioned
+A method wraps a Hugging Face T5 (T5, T5 v1.1, mT5, ByT5, UMT5 checkpoints), adds its task-conditioned
 modules, and takes per-example ``task_ids`` in ``forward`` and ``generate``. Subclasses implement
-:meth:`MultiTaskT5.build` (create and install the added modules) and
-:meth:`MultiTaskT5.conditioning_inputs` (turn ``task_ids`` into what the backbone needs).
-
-Saved layout (peft-like: config JSON + safetensors, no pickle)::
-
-    DIR/method_config.json       the method's dataclass config + where the backbone lives
-    DIR/method_weights.safetensors  the added (task-conditioned) weights only
-    DIR/backbone/                ``save_pretrained`` of the backbone (omitted with save_backbone=False)
+:meth:`MultiTaskT5.build` (create the added modules and install them where the backbone's
+:class:`~hyperprompt.model.layout.BackboneLayout` says) and :meth:`MultiTaskT5.conditioning_inputs` (turn
+``task_ids`` into what the backbone needs), and are registered with their config and parameter formula
+(:func:`~hyperprompt.model.registry.register_method`). Save/load is in ``io.py``, attention routing
+in ``attention.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import os
-import shutil
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoModelForSeq2SeqLM, PretrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 
-from hyperprompt.model.attention import ATTENTION_NAME, PromptState
+from hyperprompt.model import io
+from hyperprompt.model.attention import (
+    ATTENTION_NAME,
+    PromptState,
+    attention_implementation,
+    route_prompted_attention,
+    tag_prompt_slots,
+)
 from hyperprompt.model.config import MethodConfig
-
-CONFIG_NAME = "method_config.json"
-WEIGHTS_NAME = "method_weights.safetensors"
-BACKBONE_DIR = "backbone"
-FORMAT_VERSION = 1
-
-SUPPORTED_BACKBONES = ("T5ForConditionalGeneration", "MT5ForConditionalGeneration", "UMT5ForConditionalGeneration")
+from hyperprompt.model.io import replace_directory  # noqa: F401  (callers import it from here)
+from hyperprompt.model.layout import BackboneLayout, backbone_layout, family_of_model
+from hyperprompt.model.registry import METHODS, RegistryView
 
 TaskIds = torch.Tensor | Sequence[int] | Sequence[str]
-
-
-def check_backbone(base: Any) -> None:
-    """Raise a ValueError unless ``base`` is an encoder-decoder T5 we can condition."""
-    name = type(base).__name__
-    ok = isinstance(base, PreTrainedModel) and any(
-        cls.__name__ in SUPPORTED_BACKBONES for cls in type(base).__mro__
-    )
-    if not ok:
-        raise ValueError(
-            f"unsupported model class {name}; HyperPrompt wraps one of {', '.join(SUPPORTED_BACKBONES)} "
-            "(load it with AutoModelForSeq2SeqLM or build it from a T5Config)."
-        )
-
-
-def self_attention_modules(base: nn.Module, stack: str) -> list[nn.Module]:
-    """The self-attention modules of the ``encoder`` or ``decoder`` stack, in layer order."""
-    blocks = getattr(base, stack).block
-    return [block.layer[0].SelfAttention for block in blocks]
+Tables = TypeVar("Tables")
 
 
 class MultiTaskT5(nn.Module):
@@ -69,30 +46,32 @@ class MultiTaskT5(nn.Module):
         config: the method's :class:`MethodConfig`.
     """
 
-    config_class: ClassVar[type[MethodConfig]] = MethodConfig
-    registry: ClassVar[dict[str, type[MultiTaskT5]]] = {}
+    #: ``{method name: model class}``, a view of the method registry
+    registry: ClassVar[RegistryView] = RegistryView("model_cls")
 
     def __init__(self, base: PreTrainedModel, config: MethodConfig):
         super().__init__()
-        check_backbone(base)
-        if not isinstance(config, self.config_class):
-            raise ValueError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}.")
+        family_of_model(base)  # a clear error for an unsupported backbone
+        expected = next((m.config_cls for m in METHODS.values() if m.model_cls is type(self)), MethodConfig)
+        if not isinstance(config, expected):
+            raise ValueError(f"{type(self).__name__} needs a {expected.__name__}, got {type(config).__name__}.")
         self.base = base
         self.config = config
         self.build()
+        self._move_added_modules()
         if config.freeze_backbone:
             for parameter in self.base.parameters():
                 parameter.requires_grad_(False)
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        for name in getattr(cls.config_class, "method_names", (cls.config_class.method,)):
-            MultiTaskT5.registry[name] = cls
 
     @classmethod
     def from_base(cls, base: PreTrainedModel, config: MethodConfig) -> MultiTaskT5:
         """Wrap ``base`` (kept, not copied) with this method."""
         return cls(base, config)
+
+    @property
+    def layout(self) -> BackboneLayout:
+        """Where the backbone keeps its stacks, self-attention and feed-forward modules, and its sizes."""
+        return backbone_layout(self.base)
 
     # --- what a method provides --------------------------------------------------------------
 
@@ -107,25 +86,46 @@ class MultiTaskT5(nn.Module):
         ``inputs_embeds`` / ``attention_mask``. The default adds nothing (plain multi-task T5)."""
         return inputs
 
+    def per_task_parameters(self) -> dict[str, nn.Parameter]:
+        """Parameters whose first dimension indexes tasks (by name): only task tau's loss may update row tau."""
+        return {}
+
     def use_prompted_attention(self) -> None:
         """Route the backbone's attention through :func:`~hyperprompt.model.attention.prompted_attention`
-        (for methods that prepend key/value prompts): tag each self-attention with its (stack, layer)."""
-        for stack in ("encoder", "decoder"):
-            for layer, module in enumerate(self_attention_modules(self.base, stack)):
-                module._prompt_slot = (stack, layer)
-        original = self.base.config._attn_implementation
-        self._original_attention = original if original != ATTENTION_NAME else "sdpa"
-        self._set_attention(ATTENTION_NAME)
+        (for methods that prepend key/value prompts, from :meth:`build`)."""
+        self._original_attention = route_prompted_attention(self.base, self.layout)
 
-    def _set_attention(self, name: str) -> None:
-        """Set the backbone's attention implementation everywhere it is read: transformers < 5.24 keeps it
-        in the encoder's and decoder's own config copies too, which ``set_attn_implementation`` leaves as
-        they were (the prompts would then silently not reach attention)."""
-        self.base.set_attn_implementation(name)
-        for module in self.base.modules():
-            config = getattr(module, "config", None)
-            if isinstance(config, PretrainedConfig) and config._attn_implementation != name:
-                config._attn_implementation = name
+    def task_tables(
+        self, task_ids: torch.Tensor, compute: Callable[[torch.Tensor], Tables], all_tasks: bool = False
+    ) -> tuple[Tables, torch.Tensor]:
+        """Tables that depend on the task only (prompts, generated adapters), and each example's row in them.
+
+        Args:
+            task_ids: LongTensor [B].
+            compute: ``compute(tasks)`` for a LongTensor [R] of task ids returns the tables, R rows each.
+            all_tasks: with grad, compute every task's rows rather than only the batch's tasks (avoids
+                ``torch.unique``, a host sync; also what happens under ``torch.compile``).
+
+        Returns:
+            the tables and LongTensor [B] rows. With grad the tables hold the batch's distinct tasks.
+            Without grad they hold every task and are cached until an added weight changes (tracked
+            by tensor versions, so optimiser steps and ``load_state_dict`` count) or ``train()``/``eval()``.
+        """
+        if not torch.is_grad_enabled():
+            key = tuple((p.data_ptr(), p._version, p.dtype) for _, p in self.added_named_parameters())
+            if self._table_cache is None or self._table_cache[0] != key:
+                self._table_cache = (key, compute(torch.arange(self.config.num_tasks, device=task_ids.device)))
+            return self._table_cache[1], task_ids
+        if all_tasks or torch.compiler.is_compiling():  # unique() would break the graph
+            return compute(torch.arange(self.config.num_tasks, device=task_ids.device)), task_ids
+        tasks, rows = torch.unique(task_ids, return_inverse=True)
+        return compute(tasks), rows
+
+    def train(self, mode: bool = True) -> MultiTaskT5:
+        self._table_cache = None
+        return super().train(mode)
+
+    _table_cache: tuple[tuple, Any] | None = None
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
         """Recompute each backbone block's activations in the backward pass (transformers' activation
@@ -143,23 +143,12 @@ class MultiTaskT5(nn.Module):
         return any(getattr(module, "gradient_checkpointing", False) for module in self.base.modules())
 
     @contextlib.contextmanager
-    def _attention_implementation(self, name: str) -> Iterator[None]:
-        previous = self.base.config._attn_implementation
-        if previous != name:
-            self._set_attention(name)
-        try:
-            yield
-        finally:
-            if previous != name:
-                self._set_attention(previous)
-
-    @contextlib.contextmanager
     def conditioning_disabled(self) -> Iterator[None]:
         """Within this context the model is exactly the wrapped backbone (task ids are ignored)."""
         original = getattr(self, "_original_attention", self.base.config._attn_implementation)
         self._disabled = True
         try:
-            with self._attention_implementation(original):
+            with attention_implementation(self.base, original):
                 yield
         finally:
             self._disabled = False
@@ -171,12 +160,10 @@ class MultiTaskT5(nn.Module):
         first; ``slot`` is ``(stack, layer)`` for self-attention and None for cross-attention. Works for
         every method (the backbone runs through the prompted attention function meanwhile); normal
         forwards never compute the weights."""
-        for stack in ("encoder", "decoder"):
-            for layer, module in enumerate(self_attention_modules(self.base, stack)):
-                module._prompt_slot = (stack, layer)
+        tag_prompt_slots(self.layout)
         previous, self._attention_observer = self._attention_observer, observer
         try:
-            with self._attention_implementation(ATTENTION_NAME):
+            with attention_implementation(self.base, ATTENTION_NAME):
                 yield
         finally:
             self._attention_observer = previous
@@ -187,7 +174,8 @@ class MultiTaskT5(nn.Module):
     # --- task ids ----------------------------------------------------------------------------
 
     def task_ids_tensor(self, task_ids: TaskIds | None, batch_size: int, device: torch.device) -> torch.Tensor:
-        """Validate ``task_ids`` (LongTensor [batch], ints or task names) and return a LongTensor [batch]."""
+        """Validate ``task_ids`` (LongTensor [batch], ints or task names) and return a LongTensor [batch] on
+        ``device``. Values are range-checked when the ids are on the CPU (ints and names always are)."""
         names = self.config.task_names
         if task_ids is None:
             raise ValueError(
@@ -205,7 +193,9 @@ class MultiTaskT5(nn.Module):
             raise ValueError(
                 f"task_ids must have shape [batch] = [{batch_size}], got {list(task_ids.shape)}."
             )
-        if not torch.compiler.is_compiling():
+        # On the CPU the range check is free; on an accelerator it would stall every step for a host
+        # sync, so ids arriving there are not checked here (an out-of-range id fails in the lookup).
+        if task_ids.device.type == "cpu" and not torch.compiler.is_compiling():
             low, high = int(task_ids.min()), int(task_ids.max())
             if low < 0 or high >= len(names):
                 raise ValueError(
@@ -315,29 +305,21 @@ class MultiTaskT5(nn.Module):
         print(line)
         return line
 
-    # --- save / load -------------------------------------------------------------------------
+    def _move_added_modules(self) -> None:
+        """Put what :meth:`build` added on the backbone's device (the backbone itself is not moved)."""
+        device = self._device()
+        for name, module in self.named_children():
+            if name != "base":
+                module.to(device)
+        with torch.no_grad():
+            for parameter in self._parameters.values():
+                parameter.data = parameter.data.to(device)
+
+    # --- save / load (io.py) -----------------------------------------------------------------
 
     def save_pretrained(self, save_directory: str | os.PathLike, save_backbone: bool = True) -> None:
-        """Write config JSON + safetensors (+ the backbone), atomically: the directory is built
-        beside the target and renamed into place, so an interruption never leaves a half-written one."""
-        target = Path(save_directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            meta = self.config.to_dict()
-            meta["format_version"] = FORMAT_VERSION
-            meta["base_model_name_or_path"] = getattr(self.base.config, "_name_or_path", "") or None
-            meta["backbone"] = BACKBONE_DIR if save_backbone else None
-            (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
-            weights = {k: v.detach().contiguous().cpu() for k, v in self.added_state_dict().items()}
-            save_file(weights, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "method": self.config.method})
-            if save_backbone:
-                self.base.save_pretrained(tmp / BACKBONE_DIR)
-            replace_directory(tmp, target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        """Write ``method_config.json`` + ``method_weights.safetensors`` (+ ``backbone/``), atomically."""
+        io.save_pretrained(self, save_directory, save_backbone)
 
     @classmethod
     def from_pretrained(
@@ -346,56 +328,13 @@ class MultiTaskT5(nn.Module):
         base_model: PreTrainedModel | None = None,
         **backbone_kwargs: Any,
     ) -> MultiTaskT5:
-        """Load a model saved with :meth:`save_pretrained` (any method; the class comes from the config).
-
-        Args:
-            directory: the saved directory.
-            base_model: a backbone to use instead of the saved one (required if it was saved without).
-            backbone_kwargs: passed to ``AutoModelForSeq2SeqLM.from_pretrained`` (``dtype``, ``device_map``...).
-        """
-        directory = Path(directory)
-        config_path = directory / CONFIG_NAME
-        if not config_path.is_file():
-            raise FileNotFoundError(f"{config_path} not found: is {directory} a directory written by save_pretrained?")
-        meta = json.loads(config_path.read_text())
-        backbone = meta.pop("backbone", None)
-        base_name = meta.pop("base_model_name_or_path", None)
-        meta.pop("format_version", None)
-        config = MethodConfig.from_dict(meta)
-        model_class = MultiTaskT5.registry.get(config.method)
-        if model_class is None:
-            raise ValueError(f"no model class for method {config.method!r}; known: {sorted(MultiTaskT5.registry)}.")
-        if base_model is None:
-            if backbone is not None:
-                base_model = AutoModelForSeq2SeqLM.from_pretrained(directory / backbone, **backbone_kwargs)
-            elif base_name:
-                base_model = AutoModelForSeq2SeqLM.from_pretrained(base_name, **backbone_kwargs)
-            else:
-                raise ValueError(f"{directory} was saved without its backbone and names none: pass base_model=.")
-        model = model_class(base_model, config)
-        weights_path = directory / WEIGHTS_NAME
-        if weights_path.is_file():
-            weights = load_file(str(weights_path))
-        elif model.num_added_parameters() == 0:
-            weights = {}
-        else:
-            raise FileNotFoundError(f"{weights_path} not found.")
-        model.load_added_state_dict(weights)
-        return model.to(next(base_model.parameters()).device)
+        """Load a model saved with :meth:`save_pretrained` (any method: the class comes from the config);
+        see :func:`hyperprompt.model.io.load_pretrained`."""
+        return io.load_pretrained(directory, base_model, **backbone_kwargs)
 
     def load_added_state_dict(self, weights: dict[str, torch.Tensor]) -> None:
         """Load the added weights; a missing or unexpected key is an error that names it."""
-        expected = self.added_state_dict()
-        missing = sorted(set(expected) - set(weights))
-        unexpected = sorted(set(weights) - set(expected))
-        if missing or unexpected:
-            raise ValueError(f"added weights do not match the model: missing {missing}, unexpected {unexpected}.")
-        for name, tensor in weights.items():
-            if tuple(tensor.shape) != tuple(expected[name].shape):
-                raise ValueError(
-                    f"added weight {name} has shape {list(tensor.shape)}, the model expects {list(expected[name].shape)}."
-                )
-        self.load_state_dict(weights, strict=False)
+        io.load_added_state_dict(self, weights)
 
 
 _GENERATE_INPUT_NAMES = frozenset({"input_ids", "attention_mask", "inputs_embeds"})
@@ -439,15 +378,3 @@ def _accept_model_kwargs(base: PreTrainedModel, names: list[str]) -> Iterator[No
         yield
     finally:
         del base.prepare_inputs_for_generation
-
-
-def replace_directory(source: Path, target: Path) -> None:
-    """Move ``source`` to ``target`` replacing it: rename the old one aside first, so that at every
-    instant either the old or the new complete directory exists under ``target`` or its backup."""
-    backup = None
-    if target.exists():
-        backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(target, backup)
-    os.replace(source, target)
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)

@@ -1,8 +1,9 @@
 """Method configurations, saved as JSON next to the weights (peft's `*_config.json` idea).
 
-Every task-conditioning method has a dataclass config deriving from :class:`MethodConfig`.
-The paper leaves several details open; each one is a field here with a documented default
-(see ``docs/method.md``).
+Every task-conditioning method has a dataclass config deriving from :class:`MethodConfig`, defined in
+the method's own file and registered with it (:func:`~hyperprompt.model.registry.register_method`).
+The paper leaves several details open; each one is a field with a documented default
+(see ``docs/method.md``). The mixins here hold what several configs share.
 """
 
 from __future__ import annotations
@@ -14,13 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-HYPERPROMPT_VARIANTS = ("global", "share", "sep")
+from hyperprompt.model.layout import STACKS
+from hyperprompt.model.registry import METHODS, RegistryView, method_named
+
 APPLY_TO_CHOICES = ("both", "encoder", "decoder")
-
-
-def _check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{key}={value!r} is not valid; choose one of {', '.join(map(repr, choices))}.")
 
 
 @dataclass
@@ -36,7 +34,11 @@ class MethodConfig:
     freeze_backbone: bool = False
 
     method: ClassVar[str] = "mtl"
-    registry: ClassVar[dict[str, type[MethodConfig]]] = {}
+    #: fields added after models of this method were first saved, with the value that reproduces what a
+    #: ``method_config.json`` without them meant (applied when loading a saved model)
+    saved_defaults: ClassVar[dict[str, Any]] = {}
+    #: ``{method name: config class}``, a view of the method registry
+    registry: ClassVar[RegistryView] = RegistryView("config_cls")
 
     def __post_init__(self) -> None:
         if not self.task_names:
@@ -72,114 +74,70 @@ class MethodConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MethodConfig:
-        """Build the config of the method named in ``data["method"]`` (or of ``cls``)."""
+        """Build the config of the method named in ``data["method"]`` (or of ``cls``). A field that the
+        method's name fixes (``variant`` of ``hyperprompt-share``) may be repeated, not contradicted."""
         data = dict(data)
-        method = data.pop("method", cls.method)
-        if method not in MethodConfig.registry:
-            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(sorted(MethodConfig.registry))}.")
-        target = MethodConfig.registry[method]
-        known = {f.name for f in dataclasses.fields(target)}
+        name = data.pop("method", cls.method)
+        method = method_named(name)
+        known = {f.name for f in dataclasses.fields(method.config_cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(
-                f"unknown key(s) {unknown} for method {method!r}; valid keys: {', '.join(sorted(known))}."
+                f"unknown key(s) {unknown} for method {name!r}; valid keys: {', '.join(sorted(known))}."
             )
-        if method.startswith("hyperprompt-"):
-            data.setdefault("variant", method.removeprefix("hyperprompt-"))
-        return target(**data)
+        for key, value in method.settings.items():
+            if key in data and data[key] != value:
+                matching = [m.name for m in METHODS.values()
+                            if m.config_cls is method.config_cls and m.settings.get(key) == data[key]]
+                hint = f"name method {matching[0]!r} for {key}={data[key]!r}, or " if matching else ""
+                raise ValueError(f"method {name!r} means {key}={value!r}, but {key}={data[key]!r} was given: "
+                                 f"{hint}drop {key!r}.")
+            data[key] = value
+        return method.config_cls(**data)
 
     @classmethod
     def load(cls, path: str | Path) -> MethodConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        for name in getattr(cls, "method_names", (cls.method,)):
-            MethodConfig.registry[name] = cls
+
+def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Raise a ValueError naming ``key`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{key}={value!r} is not valid; choose one of {', '.join(map(repr, choices))}.")
 
 
-MethodConfig.registry["mtl"] = MethodConfig
+def check_positive(config: Any, *keys: str) -> None:
+    """Raise a ValueError naming the first of ``keys`` whose value is not a positive integer."""
+    for key in keys:
+        if int(getattr(config, key)) < 1:
+            raise ValueError(f"{key}={getattr(config, key)!r} must be a positive integer.")
 
 
-@dataclass
-class HyperPromptConfig(MethodConfig):
-    """HyperPrompt (He et al., 2022): hypernetwork-generated prompts in every self-attention.
+class BottleneckMixin:
+    """For configs with a ``bottleneck_dim`` field (``None``: d_model // 32, at least 1)."""
 
-    Attributes:
-        variant: ``global`` (local hypernetworks generated by global ones; the paper's best),
-            ``share`` (one local hypernetwork per layer, shared by tasks) or ``sep`` (one per task and layer).
-        encoder_prompt_length: l for encoder self-attention (paper's best on T5-Base: 16; unsure).
-        decoder_prompt_length: l for decoder self-attention (paper: 6; unsure).
-        apply_to: which stacks get hyper-prompts: ``both`` (default), ``encoder`` or ``decoder``.
-        bottleneck_dim: b of the local hypernetworks D: d_model -> b, U: b -> h*d_kv.
-            ``None`` means d_model // 32 (24 at T5-Base), at least 1.
-        task_embedding_dim: t', size of the task embeddings k_tau and layer embeddings z_m (Global).
-        layer_task_embedding_dim: t, size of the layer-aware task embedding I = h_t([k; z]) (Global).
-        task_hidden_dim: e, hidden width of the two-layer MLP h_t (Global).
-        prompt_init_std: std of the global prompts P_tau at initialisation.
-        hypernetwork_init_scale: the generated prompts have entries of about this std at initialisation
-            (the local hypernetworks -- stored or generated -- start as variance-preserving maps).
-        paper_exact: the paper's equations and nothing else: turns off the two stability changes below,
-            whose defaults (``None``) are ``not paper_exact``. Share and Sep are the paper's either way.
-        normalize_layer_task_embedding: LayerNorm (no affine) on I = h_t([k; z]) before the global
-            hypernetworks, as HyperFormer++ does with its hypernetwork input (Global; not in the paper).
-            Keeps the generated weights' scale from compounding with h_t's during training; it also
-            removes each I's mean and norm, so it restricts what Global can represent.
-        scale_generators: give W^D, W^U a 1/t output multiplier (and a sqrt(t) larger init, so the generated
-            weights start the same): a pure reparameterisation (same function, same outputs at init) that
-            makes an Adam/Adafactor step move the generated D, U about as much as a stored weight instead
-            of ~t times more, i.e. a 1/t learning-rate cut for W^D, W^U (Global; not in the paper). Without
-            both, the generated prompts diverged in our tiny from-scratch runs (docs/method.md).
-        compute_all_tasks: in training, generate prompts for every task rather than only the tasks present
-            in the batch; avoids a data-dependent `torch.unique` (a host sync, a graph break under
-            `torch.compile`) at the price of work for absent tasks. Same results either way.
-    """
+    bottleneck_dim: int | None
 
-    variant: str = "global"
-    encoder_prompt_length: int = 16
-    decoder_prompt_length: int = 6
-    apply_to: str = "both"
-    bottleneck_dim: int | None = None
-    task_embedding_dim: int = 64
-    layer_task_embedding_dim: int = 64
-    task_hidden_dim: int = 128
-    prompt_init_std: float = 1.0
-    hypernetwork_init_scale: float = 1.0
-    paper_exact: bool = False
-    normalize_layer_task_embedding: bool | None = None
-    scale_generators: bool | None = None
-    compute_all_tasks: bool = False
-
-    method_names: ClassVar[tuple[str, ...]] = tuple(f"hyperprompt-{v}" for v in HYPERPROMPT_VARIANTS)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_choice("variant", self.variant, HYPERPROMPT_VARIANTS)
-        _check_choice("apply_to", self.apply_to, APPLY_TO_CHOICES)
-        for key in ("encoder_prompt_length", "decoder_prompt_length", "task_embedding_dim",
-                    "layer_task_embedding_dim", "task_hidden_dim"):
-            if int(getattr(self, key)) < 1:
-                raise ValueError(f"{key}={getattr(self, key)!r} must be a positive integer.")
+    def check_bottleneck(self) -> None:
         if self.bottleneck_dim is not None and self.bottleneck_dim < 1:
             raise ValueError(f"bottleneck_dim={self.bottleneck_dim!r} must be a positive integer or null.")
-        for key in ("normalize_layer_task_embedding", "scale_generators"):  # Global's stability changes
-            if getattr(self, key) is None:
-                setattr(self, key, not self.paper_exact)
-            elif getattr(self, key) and self.paper_exact:
-                raise ValueError(f"{key}=true contradicts paper_exact=true (the paper's Global has neither).")
 
-    @property
-    def label(self) -> str:
-        """The method and its distinguishing settings, for results tables."""
-        if self.variant != "global":
-            return self.method
-        changes = [name for name, on in (("LayerNorm on I", self.normalize_layer_task_embedding),
-                                         ("1/t generators", self.scale_generators)) if on]
-        return f"{self.method} ({' + '.join(changes) if changes else 'paper-exact'})"
+    def resolved_bottleneck(self, d_model: int) -> int:
+        """The bottleneck width on a backbone of width ``d_model``."""
+        return self.bottleneck_dim if self.bottleneck_dim is not None else max(1, d_model // 32)
 
-    @property
-    def method(self) -> str:  # type: ignore[override]
-        return f"hyperprompt-{self.variant}"
+
+class PromptedStacksMixin:
+    """For configs with ``encoder_prompt_length``, ``decoder_prompt_length`` and ``apply_to`` fields
+    (methods that prepend key/value prompts in self-attention)."""
+
+    encoder_prompt_length: int
+    decoder_prompt_length: int
+    apply_to: str
+
+    def check_prompted_stacks(self) -> None:
+        check_choice("apply_to", self.apply_to, APPLY_TO_CHOICES)
+        check_positive(self, "encoder_prompt_length", "decoder_prompt_length")
 
     def uses_encoder(self) -> bool:
         return self.apply_to in ("both", "encoder")
@@ -187,5 +145,8 @@ class HyperPromptConfig(MethodConfig):
     def uses_decoder(self) -> bool:
         return self.apply_to in ("both", "decoder")
 
-    def resolved_bottleneck(self, d_model: int) -> int:
-        return self.bottleneck_dim if self.bottleneck_dim is not None else max(1, d_model // 32)
+    def prompt_lengths(self) -> dict[str, int]:
+        """``{stack: l}`` for the prompted stacks, in stack order."""
+        lengths = {"encoder": self.encoder_prompt_length, "decoder": self.decoder_prompt_length}
+        used = STACKS if self.apply_to == "both" else (self.apply_to,)
+        return {stack: lengths[stack] for stack in used}

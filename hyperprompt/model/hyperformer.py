@@ -1,16 +1,20 @@
 """HyperFormer++ (Karimi Mahabadi et al., ACL 2021): one hypernetwork generates every layer's adapters.
 
 Adapters sit where :mod:`hyperprompt.model.adapters` puts them (after each self-attention and
-feed-forward sublayer, encoder and decoder). Their weights are generated, following the authors'
-code (``AdapterLayersOneHyperNetController``, ``efficient_unique_hyper_net``)::
+feed-forward sublayer, encoder and decoder). Their weights are generated as in the authors' released
+HyperFormer++ configuration (rabeehk/hyperformer: ``AdapterLayersOneHyperNetController`` with
+``efficient_unique_hyper_net``, and ``train_task_embeddings`` left at its default, false)::
 
-    k_tau = h_p(e_tau)                                    task projector: t_in -> e -> t (ReLU MLP)
-    I = LayerNorm(h_m([k_tau ; z_layer ; z_position]))    mixer: 3t -> e -> t (ReLU MLP)
+    k_tau = e_tau                                         the learned task embedding itself (t_in = t_e)
+    I = LayerNorm(h_m([k_tau ; z_layer ; z_position]))    mixer: 3 t_e -> e -> t (ReLU MLP)
     D = W_D I + c_D  -> [r, d] weight and [r] bias        U = W_U I + c_U  -> [d, r] weight and [d] bias
     gamma, beta = W_g I + c_g, W_b I + c_b  -> [d] each   (conditional layer norm on the adapter output)
     A(x) = x + gamma * LN(U act(D x)) + beta
 
-Task embeddings ``e_tau`` and the task projector are shared by both stacks; each stack (encoder,
+With ``task_projector: true`` (the paper's description and the authors' ``train_task_embeddings: true``)
+``k_tau = h_p(e_tau)``, a ReLU MLP t_in -> e -> t, and the layer / position embeddings have t entries.
+
+Task embeddings ``e_tau`` (and the task projector) are shared by both stacks; each stack (encoder,
 decoder) has its own layer embeddings, position embeddings (attention / feed-forward), mixer and
 generators -- one hypernetwork per stack, as in the authors' code, whose T5Stack owns one.
 Linear layers start as N(0, 1e-2) with zero biases (the authors' ``linear_layer``), embeddings as N(0, 1).
@@ -29,27 +33,31 @@ from torch import nn
 
 from hyperprompt.model.adapters import (
     ADAPTER_POSITIONS,
-    STACKS,
     AdapterState,
     check_adapter_fields,
     install_adapter_hooks,
 )
 from hyperprompt.model.base import MultiTaskT5
-from hyperprompt.model.config import MethodConfig
-from hyperprompt.model.params import ADDED_PARAMETER_FORMULAS, BackboneShape
+from hyperprompt.model.config import BottleneckMixin, MethodConfig, check_positive
+from hyperprompt.model.layout import BackboneShape
+from hyperprompt.model.registry import register_method
 
 
 @dataclass
-class HyperFormerConfig(MethodConfig):
+class HyperFormerConfig(MethodConfig, BottleneckMixin):
     """HyperFormer++: adapters generated from [task embedding; layer embedding; position embedding].
 
     Attributes:
         bottleneck_dim: r of the generated adapters; ``None`` means d_model // 32 (the authors' reduction
             factor 32), at least 1.
         activation: adapter non-linearity (``ACT2FN`` name; the authors' configs: ``gelu_new``).
-        task_embedding_dim: size of the learned task embeddings e_tau (authors: 64).
-        projected_task_embedding_dim: t, size of the projected task embedding k_tau, of the layer and
-            position embeddings and of the mixed embedding I that the generators read (authors: 64).
+        task_embedding_dim: size of the learned task embeddings e_tau (authors: 64); without the task
+            projector also of the layer and position embeddings.
+        projected_task_embedding_dim: t, size of the mixed embedding I that the generators read, and with
+            the task projector of k_tau and the layer and position embeddings (authors: 64).
+        task_projector: pass e_tau through a ReLU MLP before the mixer (``k_tau = h_p(e_tau)``). Off by
+            default, as in the authors' released configuration (``train_task_embeddings: false``);
+            models saved before this option existed had it on and load that way.
         task_hidden_dim: e, hidden width of the task projector and of the mixer (authors: 128).
         conditional_layer_norm: generate a layer norm (gamma, beta) applied to each adapter's output
             (authors' HyperFormer++ config: on).
@@ -63,18 +71,20 @@ class HyperFormerConfig(MethodConfig):
     task_hidden_dim: int = 128
     conditional_layer_norm: bool = True
     init_std: float = 1e-2
+    task_projector: bool = False
 
     method: ClassVar[str] = "hyperformer++"
+    saved_defaults: ClassVar[dict[str, Any]] = {"task_projector": True}
+
+    @property
+    def task_key_dim(self) -> int:
+        """The size of k_tau and of the layer / position embeddings beside it in the mixer's input."""
+        return self.projected_task_embedding_dim if self.task_projector else self.task_embedding_dim
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_adapter_fields(self)
-        for key in ("task_embedding_dim", "projected_task_embedding_dim", "task_hidden_dim"):
-            if int(getattr(self, key)) < 1:
-                raise ValueError(f"{key}={getattr(self, key)!r} must be a positive integer.")
-
-    def resolved_bottleneck(self, d_model: int) -> int:
-        return self.bottleneck_dim if self.bottleneck_dim is not None else max(1, d_model // 32)
+        check_positive(self, "task_embedding_dim", "projected_task_embedding_dim", "task_hidden_dim")
 
 
 def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
@@ -90,19 +100,19 @@ class AdapterHypernetwork(nn.Module):
 
     def __init__(self, config: HyperFormerConfig, d_model: int, num_layers: int):
         super().__init__()
-        t, e = config.projected_task_embedding_dim, config.task_hidden_dim
+        t, e, k = config.projected_task_embedding_dim, config.task_hidden_dim, config.task_key_dim
         self.d_model, self.bottleneck = d_model, config.resolved_bottleneck(d_model)
         d, r = self.d_model, self.bottleneck
-        self.layer_embedding = nn.Parameter(torch.empty(num_layers, t))  # z_layer
-        self.position_embedding = nn.Parameter(torch.empty(len(ADAPTER_POSITIONS), t))  # z_position
-        self.mixer = _mlp(3 * t, e, t)
+        self.layer_embedding = nn.Parameter(torch.empty(num_layers, k))  # z_layer
+        self.position_embedding = nn.Parameter(torch.empty(len(ADAPTER_POSITIONS), k))  # z_position
+        self.mixer = _mlp(3 * k, e, t)
         self.mixer_norm = nn.LayerNorm(t, eps=1e-6)
         self.down_generator = nn.Linear(t, r * d + r)  # D weight [r, d] and bias [r]
         self.up_generator = nn.Linear(t, d * r + d)  # U weight [d, r] and bias [d]
         self.norm_generator = nn.Linear(t, 2 * d) if config.conditional_layer_norm else None  # gamma, beta
 
     def forward(self, task_embedding: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Adapters for the R projected task embeddings [R, t] at every layer and position.
+        """Adapters for the R task keys k_tau [R, k] at every layer and position.
 
         Returns:
             ``{"down_weight": [R, M, P, r, d], "down_bias": [R, M, P, r], "up_weight": [R, M, P, d, r],
@@ -111,11 +121,11 @@ class AdapterHypernetwork(nn.Module):
         """
         R, M, P = task_embedding.shape[0], self.layer_embedding.shape[0], self.position_embedding.shape[0]
         d, r = self.d_model, self.bottleneck
-        t = task_embedding.shape[1]
+        k = task_embedding.shape[1]
         joint = torch.cat([
-            task_embedding[:, None, None, :].expand(R, M, P, t),
-            self.layer_embedding[None, :, None, :].expand(R, M, P, t),
-            self.position_embedding[None, None, :, :].expand(R, M, P, t),
+            task_embedding[:, None, None, :].expand(R, M, P, k),
+            self.layer_embedding[None, :, None, :].expand(R, M, P, k),
+            self.position_embedding[None, None, :, :].expand(R, M, P, k),
         ], dim=-1)
         mixed = self.mixer_norm(self.mixer(joint))  # I: [R, M, P, t]
         down = self.down_generator(mixed)
@@ -135,27 +145,24 @@ class HyperFormerModel(MultiTaskT5):
     """A T5 whose per-task adapters (after every self-attention and feed-forward sublayer) are generated
     by HyperFormer++'s hypernetwork from task, layer and position embeddings."""
 
-    config_class = HyperFormerConfig
     config: HyperFormerConfig
 
     def build(self) -> None:
-        cfg = self.config
+        cfg, layout = self.config, self.layout
         self.task_embedding = nn.Parameter(torch.empty(cfg.num_tasks, cfg.task_embedding_dim))  # e_tau
-        self.task_projector = _mlp(cfg.task_embedding_dim, cfg.task_hidden_dim, cfg.projected_task_embedding_dim)
+        self.task_projector = (_mlp(cfg.task_embedding_dim, cfg.task_hidden_dim, cfg.projected_task_embedding_dim)
+                               if cfg.task_projector else None)
         self.hypernetworks = nn.ModuleDict({
-            stack: AdapterHypernetwork(cfg, self.base.config.d_model, len(getattr(self.base, stack).block))
-            for stack in STACKS
+            stack: AdapterHypernetwork(cfg, layout.d_model, M) for stack, M in layout.num_layers.items()
         })
         self.reset_parameters()
-        install_adapter_hooks(self.base)
-        self._adapter_cache: tuple[tuple, dict[str, dict[str, torch.Tensor]]] | None = None
-        self.to(device=next(self.base.parameters()).device)
+        install_adapter_hooks(layout)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """The authors' initialisation: linear weights N(0, init_std), biases 0, embeddings N(0, 1)."""
         nn.init.normal_(self.task_embedding)
-        for module in [self.task_projector, *self.hypernetworks.values()]:
+        for module in [m for m in (self.task_projector, *self.hypernetworks.values()) if m is not None]:
             for sub in module.modules():
                 if isinstance(sub, nn.Linear):
                     nn.init.normal_(sub.weight, std=self.config.init_std)
@@ -165,47 +172,39 @@ class HyperFormerModel(MultiTaskT5):
             nn.init.normal_(hypernetwork.position_embedding)
 
     def per_task_parameters(self) -> dict[str, nn.Parameter]:
-        """Parameters whose first dimension indexes tasks: only task tau's loss may update row tau."""
         return {"task_embedding": self.task_embedding}
 
     def generate_adapters(self, tasks: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
         """Adapters of ``tasks`` (LongTensor [R]): ``{stack: {name: [R, M, P, ...]}}``."""
-        projected = self.task_projector(self.task_embedding[tasks])  # k_tau: [R, t]
-        return {stack: hypernetwork(projected) for stack, hypernetwork in self.hypernetworks.items()}
+        keys = self.task_embedding[tasks]  # e_tau: [R, t_in]
+        if self.task_projector is not None:
+            keys = self.task_projector(keys)  # k_tau = h_p(e_tau): [R, t]
+        return {stack: hypernetwork(keys) for stack, hypernetwork in self.hypernetworks.items()}
 
     def adapter_tables(self, task_ids: torch.Tensor) -> tuple[dict[str, dict[str, torch.Tensor]], torch.Tensor]:
-        """Adapter tables and each example's row in them (distinct tasks with grad; cached all tasks without)."""
-        if not torch.is_grad_enabled():
-            key = tuple((p.data_ptr(), p._version, p.dtype) for _, p in self.added_named_parameters())
-            if self._adapter_cache is None or self._adapter_cache[0] != key:
-                all_tasks = torch.arange(self.config.num_tasks, device=task_ids.device)
-                self._adapter_cache = (key, self.generate_adapters(all_tasks))
-            return self._adapter_cache[1], task_ids
-        tasks, rows = torch.unique(task_ids, return_inverse=True)
-        return self.generate_adapters(tasks), rows
+        """Adapter tables and each example's row [B] in them (distinct tasks with grad; cached all tasks
+        without: :meth:`MultiTaskT5.task_tables`)."""
+        return self.task_tables(task_ids, self.generate_adapters)
 
     def conditioning_inputs(self, task_ids: torch.Tensor, inputs: dict[str, Any]) -> dict[str, Any]:
         tables, rows = self.adapter_tables(task_ids)
         return {**inputs, "adapter_state": AdapterState(tables, self.config.activation), "adapter_row_index": rows}
 
-    def train(self, mode: bool = True) -> HyperFormerModel:
-        self._adapter_cache = None
-        return super().train(mode)
-
 
 def hyperformer_added_parameters(config: HyperFormerConfig, shape: BackboneShape) -> int:
-    """``T·t_in + projector + Σ_stacks [(M + 2)·t + mixer + LN + (t+1)(2rd + r + d) (+ (t+1)·2d)]``."""
+    """``T·t_in (+ projector) + Σ_stacks [(M + 2)·k + mixer(3k -> e -> t) + LN + (t+1)(2rd + r + d)
+    (+ (t+1)·2d)]`` with k = t with the task projector, else t_in."""
     d, T = shape.d_model, config.num_tasks
     r = config.resolved_bottleneck(d)
-    t_in, t, e = config.task_embedding_dim, config.projected_task_embedding_dim, config.task_hidden_dim
-    projector = (t_in * e + e) + (e * t + t)
-    mixer = (3 * t * e + e) + (e * t + t) + 2 * t
+    t_in, t, e, k = (config.task_embedding_dim, config.projected_task_embedding_dim, config.task_hidden_dim,
+                     config.task_key_dim)
+    projector = (t_in * e + e) + (e * t + t) if config.task_projector else 0
+    mixer = (3 * k * e + e) + (e * t + t) + 2 * t
     generators = (t + 1) * (r * d + r) + (t + 1) * (d * r + d)
     if config.conditional_layer_norm:
         generators += (t + 1) * 2 * d
-    per_stack = [(m + len(ADAPTER_POSITIONS)) * t + mixer + generators
-                 for m in (shape.num_encoder_layers, shape.num_decoder_layers)]
+    per_stack = [(m + len(ADAPTER_POSITIONS)) * k + mixer + generators for m in shape.num_layers.values()]
     return T * t_in + projector + sum(per_stack)
 
 
-ADDED_PARAMETER_FORMULAS["hyperformer++"] = hyperformer_added_parameters
+register_method("hyperformer++", HyperFormerConfig, HyperFormerModel, hyperformer_added_parameters)

@@ -23,13 +23,13 @@ from torch import nn
 
 from hyperprompt.model.attention import PromptState
 from hyperprompt.model.base import MultiTaskT5
-from hyperprompt.model.config import APPLY_TO_CHOICES, MethodConfig, _check_choice
-from hyperprompt.model.hyperprompt import STACKS
-from hyperprompt.model.params import ADDED_PARAMETER_FORMULAS, BackboneShape
+from hyperprompt.model.config import MethodConfig, PromptedStacksMixin, check_positive
+from hyperprompt.model.layout import BackboneShape
+from hyperprompt.model.registry import register_method
 
 
 @dataclass
-class PrefixTuningConfig(MethodConfig):
+class PrefixTuningConfig(MethodConfig, PromptedStacksMixin):
     """Per-task, per-layer key/value prefixes in self-attention, without hypernetworks.
 
     Attributes:
@@ -52,16 +52,8 @@ class PrefixTuningConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_choice("apply_to", self.apply_to, APPLY_TO_CHOICES)
-        for key in ("encoder_prompt_length", "decoder_prompt_length", "reparameterization_hidden_dim"):
-            if int(getattr(self, key)) < 1:
-                raise ValueError(f"{key}={getattr(self, key)!r} must be a positive integer.")
-
-    def prompt_lengths(self) -> dict[str, int]:
-        """``{stack: l}`` for the prefixed stacks."""
-        lengths = {"encoder": self.encoder_prompt_length, "decoder": self.decoder_prompt_length}
-        used = {"both": STACKS, "encoder": ("encoder",), "decoder": ("decoder",)}[self.apply_to]
-        return {stack: lengths[stack] for stack in used}
+        self.check_prompted_stacks()
+        check_positive(self, "reparameterization_hidden_dim")
 
 
 class PrefixTuningModel(MultiTaskT5):
@@ -72,13 +64,13 @@ class PrefixTuningModel(MultiTaskT5):
         prompts, reparameterization: ``{stack: [T, l, d_model]}`` and ``{stack: MLP}``, with it.
     """
 
-    config_class = PrefixTuningConfig
     config: PrefixTuningConfig
 
     def build(self) -> None:
-        cfg, backbone = self.config, self.base.config
-        T, h, d_kv, d = cfg.num_tasks, backbone.num_heads, backbone.d_kv, backbone.d_model
-        self.num_layers = {stack: len(getattr(self.base, stack).block) for stack in cfg.prompt_lengths()}
+        cfg, layout = self.config, self.layout
+        T, h, d_kv, d = cfg.num_tasks, layout.num_heads, layout.head_dim, layout.d_model
+        self.num_layers = {stack: layout.num_layers[stack] for stack in cfg.prompt_lengths()}
+        self.head_shape = (h, d_kv)
         if cfg.reparameterize:
             H = cfg.reparameterization_hidden_dim
             self.prompts = nn.ParameterDict({
@@ -95,10 +87,8 @@ class PrefixTuningModel(MultiTaskT5):
                 for stack, length in cfg.prompt_lengths().items()
             })
         self.use_prompted_attention()
-        self.to(device=next(self.base.parameters()).device)
 
     def per_task_parameters(self) -> dict[str, nn.Parameter]:
-        """Parameters whose first dimension indexes tasks: only task tau's loss may update row tau."""
         if self.config.reparameterize:
             return {f"prompts.{stack}": p for stack, p in self.prompts.items()}
         return {f"prefixes.{stack}": p for stack, p in self.prefixes.items()}
@@ -107,8 +97,7 @@ class PrefixTuningModel(MultiTaskT5):
         """Every task's prefixes as prompt tables ``{stack: [M, T, 2, h, l, d_kv]}`` (row = task id)."""
         if not self.config.reparameterize:
             return {stack: p.transpose(0, 1) for stack, p in self.prefixes.items()}
-        backbone = self.base.config
-        h, d_kv = backbone.num_heads, backbone.d_kv
+        h, d_kv = self.head_shape
         tables = {}
         for stack, prompt in self.prompts.items():
             T, length, _ = prompt.shape
@@ -128,7 +117,7 @@ class PrefixTuningModel(MultiTaskT5):
 
 def prefix_tuning_added_parameters(config: PrefixTuningConfig, shape: BackboneShape) -> int:
     """Stored: ``T · Σ_s M_s · 2 · l_s · h·d_kv``. Reparameterised: ``Σ_s [T·l_s·d + (d+1)·H + (H+1)·M_s·2·h·d_kv]``."""
-    layers = {"encoder": shape.num_encoder_layers, "decoder": shape.num_decoder_layers}
+    layers = shape.num_layers
     T, d, y, H = config.num_tasks, shape.d_model, shape.attention_width, config.reparameterization_hidden_dim
     total = 0
     for stack, length in config.prompt_lengths().items():
@@ -140,4 +129,4 @@ def prefix_tuning_added_parameters(config: PrefixTuningConfig, shape: BackboneSh
     return total
 
 
-ADDED_PARAMETER_FORMULAS["prefix-tuning"] = prefix_tuning_added_parameters
+register_method("prefix-tuning", PrefixTuningConfig, PrefixTuningModel, prefix_tuning_added_parameters)

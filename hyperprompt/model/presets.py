@@ -49,11 +49,23 @@ def t5_config(name: str, vocab_size: int | None = None, **overrides: Any) -> T5C
 
 
 def count_backbone_parameters(config: T5Config) -> int:
-    """Parameters of a ``T5ForConditionalGeneration`` with ``config``, counted on the meta device
-    (no memory, no download); tied weights counted once."""
+    """Parameters of a ``T5ForConditionalGeneration`` with ``config`` as transformers builds it, counted on
+    the meta device (no memory, no download); tied weights counted once."""
     with torch.device("meta"):
         model = T5ForConditionalGeneration(config)
     return sum(p.numel() for p in model.parameters())
+
+
+def count_checkpoint_parameters(name: str) -> int:
+    """Parameters of the released checkpoint ``name`` (a key of :data:`T5_SIZES`), from its shapes.
+
+    T5 v1.1 checkpoints have an LM head apart from the input embedding (``tie_word_embeddings: false`` in
+    their config.json); transformers 5 (checked: 5.24) forces ``T5Config.tie_word_embeddings = True`` and
+    builds them with a tied head (keeping the flag only as ``scale_decoder_outputs``), which would count
+    vocab x d_model too few (24.7M at t5-v1_1-base, whose checkpoint holds 247.6M)."""
+    config = t5_config(name)
+    untied_head = 0 if T5_SIZES[name].get("tie_word_embeddings", True) else config.vocab_size * config.d_model
+    return count_backbone_parameters(config) + untied_head
 
 
 def load_backbone(name_or_path: str, vocab_size: int | None = None, **kwargs: Any) -> PreTrainedModel:

@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from hyperprompt.model.base import MultiTaskT5
-from hyperprompt.model.config import MethodConfig, _check_choice
-from hyperprompt.model.params import ADDED_PARAMETER_FORMULAS, BackboneShape
+from hyperprompt.model.config import MethodConfig, check_choice, check_positive
+from hyperprompt.model.layout import BackboneShape
+from hyperprompt.model.registry import register_method
 
 PROMPT_INITS = ("vocab", "uniform")
 
@@ -46,10 +47,8 @@ class PromptTuningConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_choice("init", self.init, PROMPT_INITS)
-        for key in ("prompt_length", "vocab_init_size"):
-            if int(getattr(self, key)) < 1:
-                raise ValueError(f"{key}={getattr(self, key)!r} must be a positive integer.")
+        check_choice("init", self.init, PROMPT_INITS)
+        check_positive(self, "prompt_length", "vocab_init_size")
 
 
 class PromptTuningModel(MultiTaskT5):
@@ -59,7 +58,6 @@ class PromptTuningModel(MultiTaskT5):
         prompts: [T, l, d_model], row tau is task tau's prompt.
     """
 
-    config_class = PromptTuningConfig
     config: PromptTuningConfig
 
     def build(self) -> None:
@@ -76,7 +74,6 @@ class PromptTuningModel(MultiTaskT5):
                 nn.init.uniform_(self.prompts, -cfg.uniform_init_range, cfg.uniform_init_range)
 
     def per_task_parameters(self) -> dict[str, nn.Parameter]:
-        """Parameters whose first dimension indexes tasks: only task tau's loss may update row tau."""
         return {"prompts": self.prompts}
 
     def conditioning_inputs(self, task_ids: torch.Tensor, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -108,4 +105,4 @@ def prompt_tuning_added_parameters(config: PromptTuningConfig, shape: BackboneSh
     return config.num_tasks * config.prompt_length * shape.d_model
 
 
-ADDED_PARAMETER_FORMULAS["prompt-tuning"] = prompt_tuning_added_parameters
+register_method("prompt-tuning", PromptTuningConfig, PromptTuningModel, prompt_tuning_added_parameters)

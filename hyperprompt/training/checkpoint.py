@@ -38,7 +38,7 @@ from transformers import PreTrainedTokenizerBase
 from hyperprompt.data import Task, load_task_spec
 from hyperprompt.errors import CheckpointError, InputError
 from hyperprompt.model import MultiTaskT5
-from hyperprompt.model.base import replace_directory
+from hyperprompt.model.io import replace_directory
 from hyperprompt.training.builder import build_tasks, load_tokenizer
 from hyperprompt.training.config import TrainConfig, load_config
 

@@ -75,6 +75,20 @@ def test_every_method_is_registered_and_reported_by_params(capsys):
         assert 0 < rows[method]["added_percent"] < 100
 
 
+def test_params_counts_the_released_checkpoints_shapes(capsys):
+    """The parameters of the released checkpoints (from their shapes: vocab 32128, their config.json):
+    T5 v1.1 has an LM head apart from the embedding, which transformers 5 would build tied."""
+    from hyperprompt.cli.main import main
+
+    assert main(["params", "--model", "t5-base", "--model", "t5-v1_1-small", "--model", "t5-v1_1-base",
+                 "--model", "t5-v1_1-large", "--method", "hyperprompt-global", "--json"]) == 0
+    rows = {row["model"]: row["backbone_parameters"] for row in json.loads(capsys.readouterr().out)["rows"]}
+    embedding = 32128 * 768
+    assert rows["t5-v1_1-base"] == 222_903_552 + embedding == 247_577_856
+    assert rows["t5-base"] == 222_903_552  # v1.0: tied, as its checkpoint
+    assert rows["t5-v1_1-small"] == 76_961_152 and rows["t5-v1_1-large"] == 783_150_080
+
+
 @pytest.mark.parametrize("method", BASELINES)
 def test_forward_backward_on_mixed_batch(method):
     base = tiny_base()
@@ -179,6 +193,8 @@ def test_generate_with_task_ids(method):
     ("hyperformer++", {}),
     ("hyperformer++", {"conditional_layer_norm": False, "bottleneck_dim": 3, "task_embedding_dim": 6,
                        "projected_task_embedding_dim": 5, "task_hidden_dim": 7}),
+    ("hyperformer++", {"task_projector": True, "bottleneck_dim": 3, "task_embedding_dim": 6,
+                       "projected_task_embedding_dim": 5, "task_hidden_dim": 7}),
 ])
 def test_parameter_formula_matches_modules(method, settings):
     base = T5ForConditionalGeneration(t5_config("t5-tiny", d_kv=24, num_decoder_layers=3))  # h*d_kv != d_model
@@ -252,7 +268,9 @@ def naive_adapter_weights(model, task: int, stack: str, layer: int, position: in
     if isinstance(model, AdapterModel):
         return {name: p[task, layer, position] for name, p in model.adapters[stack].items()}
     net = model.hypernetworks[stack]
-    k = model.task_projector(model.task_embedding[task])
+    k = model.task_embedding[task]
+    if model.config.task_projector:
+        k = model.task_projector(k)
     joint = torch.cat([k, net.layer_embedding[layer], net.position_embedding[position]])
     hidden = torch.relu(joint @ net.mixer[0].weight.T + net.mixer[0].bias) @ net.mixer[2].weight.T + net.mixer[2].bias
     mixed = F.layer_norm(hidden, hidden.shape, net.mixer_norm.weight, net.mixer_norm.bias, eps=1e-6)
@@ -276,9 +294,10 @@ def naive_adapter(x: torch.Tensor, weights: dict[str, torch.Tensor], activation:
     return x + out
 
 
-@pytest.mark.parametrize("method", ["adapter", "hyperformer++"])
-def test_adapters_match_naive_sublayers(method):
-    model = make_model(method).eval()
+@pytest.mark.parametrize(("method", "settings"), [("adapter", {}), ("hyperformer++", {}),
+                                                  ("hyperformer++", {"task_projector": True})])
+def test_adapters_match_naive_sublayers(method, settings):
+    model = make_model(method, **settings).eval()
     if method == "adapter":  # move the adapters away from the identity
         for params in model.adapters.values():
             for p in params.values():
@@ -318,7 +337,7 @@ def test_hyperformer_generates_for_distinct_tasks_and_caches_in_eval():
     model = make_model("hyperformer++")
     assert isinstance(model, HyperFormerModel)
     calls = []
-    model.task_projector.register_forward_hook(lambda mod, args, out: calls.append(args[0].shape[0]))
+    model.hypernetworks["encoder"].mixer.register_forward_hook(lambda mod, args, out: calls.append(args[0].shape[0]))
     ids, mask, labels = batch()
     model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=torch.tensor([2, 0, 2, 2]))
     assert calls == [2]
@@ -330,6 +349,39 @@ def test_hyperformer_generates_for_distinct_tasks_and_caches_in_eval():
         model.task_embedding.mul_(2.0)  # a weight change drops the cache
         second = model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=[0, 1, 2, 0]).logits
     assert calls == [2, 3, 3] and (second - first).abs().max() > 1e-5
+
+
+def test_hyperformer_defaults_to_the_authors_released_configuration():
+    """rabeehk/hyperformer's HyperFormer++ (efficient_unique_hyper_net, train_task_embeddings left false): the
+    raw task embedding feeds the mixer. Its modules counted here from the authors' module definitions for
+    t5-base (d 768, 12 + 12 layers), 8 tasks, task / projected embeddings 64, hidden 128, reduction 32."""
+    config = MethodConfig.from_dict({"method": "hyperformer++", "task_names": [f"t{i}" for i in range(8)]})
+    assert config.task_projector is False
+    d, r, t, hidden, layers = 768, 768 // 32, 64, 128, 12
+    task_embeddings = 8 * t  # TaskEmbeddingController: one nn.Parameter(t) per task, no TaskHyperNet
+    per_stack = (
+        layers * t + 2 * t  # layer_id_embeddings, adapters_block_type
+        + (3 * t * hidden + hidden) + (hidden * t + t)  # task_hypernet = TaskHyperNet(3t -> hidden -> t)
+        + 2 * t  # LayerNorm(projected) (unique_hyper_net_layer_norm)
+        + (t * d * r + d * r) + (t * d + d)  # up_sampler_hyper_net: weight [d, r] and bias [d] generators
+        + (t * r * d + r * d) + (t * r + r)  # down_sampler_hyper_net: weight [r, d] and bias [r]
+        + 2 * (t * d + d)  # post_layernorm_hypernet (LayerNormHyperNet): gamma and beta generators
+    )
+    shape = BackboneShape.from_config(t5_config("t5-base"))
+    assert added_parameters(config, shape) == task_embeddings + 2 * per_stack
+    model = make_model("hyperformer++")
+    assert model.task_projector is None
+
+
+def test_a_hyperformer_saved_before_the_option_loads_with_its_projector(tmp_path):
+    model = make_model("hyperformer++", task_projector=True)
+    model.save_pretrained(tmp_path / "saved")
+    path = tmp_path / "saved" / "method_config.json"
+    saved = json.loads(path.read_text())
+    del saved["task_projector"]  # what a file written before the option says
+    path.write_text(json.dumps(saved))
+    loaded = MultiTaskT5.from_pretrained(tmp_path / "saved")
+    assert loaded.config.task_projector is True and loaded.task_projector is not None
 
 
 def test_wrapping_twice_does_not_apply_adapters_twice():

@@ -276,25 +276,25 @@ def test_greedy_generate_matches_teacher_forced_argmax():
     assert torch.equal(logits.argmax(-1), generated[:, 1:])
 
 
-def test_eval_prompt_cache_reused_and_invalidated():
+def test_eval_table_cache_reused_and_invalidated():
     model = make_model("global").eval()
     ids, mask, labels = batch()
     task_ids = torch.tensor([0, 1, 2, 0])
     with torch.no_grad():
         first = model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).logits
-        cached = model._prompt_cache[1]
+        cached = model._table_cache[1]
         model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids)
-        assert model._prompt_cache[1] is cached
+        assert model._table_cache[1] is cached
         model.hyperprompt.down_generator.mul_(2.0)  # a weight change must drop the cache
         second = model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).logits
     assert (second - first).abs().max() > 1e-4
     fresh = copy.deepcopy(model)
-    fresh._prompt_cache = None
+    fresh._table_cache = None
     with torch.no_grad():
         assert torch.allclose(fresh(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).logits,
                               second, atol=1e-6)
     model.train()
-    assert model._prompt_cache is None
+    assert model._table_cache is None
 
 
 # --- 7. save / load -----------------------------------------------------------------------------
