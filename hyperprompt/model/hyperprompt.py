@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -90,6 +90,9 @@ class HyperPromptConfig(MethodConfig, PromptedStacksMixin, BottleneckMixin):
     normalize_layer_task_embedding: bool | None = None
     scale_generators: bool | None = None
     compute_all_tasks: bool = False
+
+    #: models saved before ``paper_exact`` existed stored both stability flags explicitly
+    saved_defaults: ClassVar[dict[str, Any]] = {"paper_exact": False}
 
     def __post_init__(self) -> None:
         super().__post_init__()
