@@ -1,6 +1,6 @@
 """HyperPrompt-Global as the paper writes it (``paper_exact``), checked against the equations computed here.
 
-He et al. 2022 (SPEC section 3): I^m_tau = h_t([k_tau; z_m]) with h_t a two-layer ReLU MLP;
+He et al., ICML 2022 (docs/method.md): I^m_tau = h_t([k_tau; z_m]) with h_t a two-layer ReLU MLP;
 D^m_tau = W^D I^m_tau reshaped to [b, d_model], U^m_tau = W^U I^m_tau reshaped to [h*d_kv, b] (one pair
 for keys, one for values); P^m_tau = U^m_tau ReLU(D^m_tau P_tau) row by row, for each of the l rows of P_tau.
 """
