@@ -20,6 +20,7 @@ SCRIPTS = {
     "gpu.py": [*TINY, "--device", "cpu", "--steps", "1", "--warmup", "1"],
     "param_scaling.py": ["--size", "t5-small"],
     "profile_step.py": [*TINY, "--steps", "1", "--methods", "hyperprompt-global", "adapter"],
+    "global_stability.py": ["--lr", "1e-3", "--steps", "2", "--eval-examples", "2"],
 }
 
 
@@ -34,6 +35,12 @@ def test_benchmark_script_runs(script, tmp_path):
         assert set(report["train_step"]) == {"t5", "hyperprompt-global@2", "hyperprompt-global@4",
                                              "prompt-tuning@2", "prompt-tuning@4", "adapter"}
         assert report["train_step"]["t5"]["ratio"] == 1.0
+    if script == "global_stability.py":
+        runs = report["runs"]
+        assert [(r["variant"], r["scale_parameter"]) for r in runs] == [
+            ("default", False), ("default", True), ("paper-exact", False), ("paper-exact", True)]
+        assert runs[2]["label"] == "hyperprompt-global (paper-exact)"
+        assert all(r["prompt_std"]["encoder"] > 0 for r in runs)
     if script == "profile_step.py":
         models = report["models"]
         assert set(models) == {"t5", "hyperprompt-global", "adapter"}

@@ -1,4 +1,4 @@
-"""`hyperprompt demo`: HyperPrompt vs plain multi-task T5 on a synthetic suite, offline, on a CPU."""
+"""`hyperprompt demo`: T5 without a task name, the paper's MTL and HyperPrompt on a synthetic suite, offline."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     parser = subparsers.add_parser(
         "demo",
-        help="train HyperPrompt and plain MTL on synthetic conflicting tasks (offline, ~2 min on a CPU)",
-        description="Train a tiny T5 with HyperPrompt and the same T5 as plain multi-task learning on four synthetic "
-        "tasks of different sizes whose targets conflict (generated in code, nothing is downloaded). "
+        help="train T5 without a task name, MTL with task prefixes and HyperPrompt on synthetic conflicting "
+        "tasks (offline, ~2 min on a CPU)",
+        description="Train the same tiny T5 three ways -- without a task name, as the paper's MTL (task name as a "
+        "text prefix), with HyperPrompt-Global (task id) -- on four synthetic tasks of different sizes whose "
+        "targets conflict (generated in code, nothing is downloaded). "
         "Prints a per-task table and writes OUT/results.json and OUT/demo.png.",
     )
     parser.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")

@@ -61,6 +61,11 @@ class MethodConfig:
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             raise ValueError(f"unknown task {name!r}.{hint} Known tasks: {', '.join(self.task_names)}.") from None
 
+    @property
+    def label(self) -> str:
+        """The method and its distinguishing settings, for results tables (subclasses add settings)."""
+        return self.method
+
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, **dataclasses.asdict(self)}
 

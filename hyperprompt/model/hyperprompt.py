@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -60,13 +60,17 @@ class HyperPromptConfig(MethodConfig, PromptedStacksMixin, BottleneckMixin):
         prompt_init_std: std of the global prompts P_tau at initialisation.
         hypernetwork_init_scale: the generated prompts have entries of about this std at initialisation
             (the local hypernetworks -- stored or generated -- start as variance-preserving maps).
+        paper_exact: the paper's equations and nothing else: turns off the two stability changes below,
+            whose defaults (``None``) are ``not paper_exact``. Share and Sep are the paper's either way.
         normalize_layer_task_embedding: LayerNorm (no affine) on I = h_t([k; z]) before the global
-            hypernetworks, as HyperFormer++ does with its hypernetwork input (Global). Keeps the generated
-            weights' scale from compounding with h_t's during training.
+            hypernetworks, as HyperFormer++ does with its hypernetwork input (Global; not in the paper).
+            Keeps the generated weights' scale from compounding with h_t's during training; it also
+            removes each I's mean and norm, so it restricts what Global can represent.
         scale_generators: give W^D, W^U a 1/t output multiplier (and a sqrt(t) larger init, so the generated
-            weights start the same): an Adam/Adafactor step then moves the generated D, U about as much
-            as it moves a stored weight, instead of ~t times more (Global). Without both, the generated
-            prompts diverged in our tiny from-scratch runs (docs/method.md).
+            weights start the same): a pure reparameterisation (same function, same outputs at init) that
+            makes an Adam/Adafactor step move the generated D, U about as much as a stored weight instead
+            of ~t times more, i.e. a 1/t learning-rate cut for W^D, W^U (Global; not in the paper). Without
+            both, the generated prompts diverged in our tiny from-scratch runs (docs/method.md).
         compute_all_tasks: in training, generate prompts for every task rather than only the tasks present
             in the batch; avoids a data-dependent `torch.unique` (a host sync, a graph break under
             `torch.compile`) at the price of work for absent tasks. Same results either way.
@@ -82,9 +86,13 @@ class HyperPromptConfig(MethodConfig, PromptedStacksMixin, BottleneckMixin):
     task_hidden_dim: int = 128
     prompt_init_std: float = 1.0
     hypernetwork_init_scale: float = 1.0
-    normalize_layer_task_embedding: bool = True
-    scale_generators: bool = True
+    paper_exact: bool = False
+    normalize_layer_task_embedding: bool | None = None
+    scale_generators: bool | None = None
     compute_all_tasks: bool = False
+
+    #: models saved before ``paper_exact`` existed stored both stability flags explicitly
+    saved_defaults: ClassVar[dict[str, Any]] = {"paper_exact": False}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -92,10 +100,24 @@ class HyperPromptConfig(MethodConfig, PromptedStacksMixin, BottleneckMixin):
         self.check_prompted_stacks()
         check_positive(self, "task_embedding_dim", "layer_task_embedding_dim", "task_hidden_dim")
         self.check_bottleneck()
+        for key in ("normalize_layer_task_embedding", "scale_generators"):  # Global's stability changes
+            if getattr(self, key) is None:
+                setattr(self, key, not self.paper_exact)
+            elif getattr(self, key) and self.paper_exact:
+                raise ValueError(f"{key}=true contradicts paper_exact=true (the paper's Global has neither).")
 
     @property
     def method(self) -> str:  # type: ignore[override]
         return f"hyperprompt-{self.variant}"
+
+    @property
+    def label(self) -> str:
+        """The method and its distinguishing settings, for results tables."""
+        if self.variant != "global":
+            return self.method
+        changes = [name for name, on in (("LayerNorm on I", self.normalize_layer_task_embedding),
+                                         ("1/t generators", self.scale_generators)) if on]
+        return f"{self.method} ({' + '.join(changes) if changes else 'paper-exact'})"
 
 
 class HyperPromptGenerator(nn.Module):

@@ -47,7 +47,8 @@ def build_results(recipe: Recipe, best: dict[str, Any], last_eval: dict[str, Any
     config = recipe.config
     best_tasks = best["tasks"]
     return {
-        "model": config.model, "method": config.method, "method_settings": method_settings(recipe),
+        "model": config.model, "method": config.method, "method_label": recipe.method.label,
+        "method_settings": method_settings(recipe),
         "tasks": recipe.task_names, "split": config.eval.split,
         "max_examples_per_task": config.eval.max_examples_per_task,
         "final": last_eval,

@@ -16,7 +16,8 @@ Each (method, seed) trains with :func:`~hyperprompt.training.train` into ``OUT/r
 finished and is not recomputed; a run directory without one is resumed from its latest checkpoint.
 ``OUT/recipe.yaml`` keeps the recipe, so a later call with a different one stops instead of mixing runs.
 
-The table (``OUT/comparison.md``, ``OUT/comparison.csv``) has one row per method: each task's metrics and
+The table (``OUT/comparison.md``, ``OUT/comparison.csv``) has one row per method, named by its label (the
+method with its distinguishing settings, ``MethodConfig.label``): each task's metrics and
 the benchmark average (mean ± sample std over seeds) of the per-task best checkpoints (the paper's
 protocol; with evaluation only at the end, the final model), added parameters (% of the backbone), and
 the training step time -- the median over a run's ``train_log.jsonl`` windows of ``batch_size /
@@ -207,24 +208,30 @@ def step_time(directory: Path, batch_size: int) -> float:
     return statistics.median(batch_size / r["examples_per_s"] for r in records)
 
 
-def parameter_counts(directory: Path) -> tuple[int, int]:
-    """(added, backbone) parameters of a finished run, from its saved configs and the closed-form formulas."""
-    model_dir = directory / "final" / "model"
-    meta = json.loads((model_dir / "method_config.json").read_text())
+def saved_method_config(directory: Path) -> MethodConfig:
+    """The method config a finished run saved with its final model."""
+    meta = json.loads((directory / "final" / "model" / "method_config.json").read_text())
     for key in _SAVED_META_KEYS:
         meta.pop(key, None)
-    backbone_config = AutoConfig.from_pretrained(model_dir / "backbone")
-    added = added_parameters(MethodConfig.from_dict(meta), BackboneShape.from_config(backbone_config))
+    return MethodConfig.from_dict(meta)
+
+
+def parameter_counts(directory: Path) -> tuple[int, int]:
+    """(added, backbone) parameters of a finished run, from its saved configs and the closed-form formulas."""
+    backbone_config = AutoConfig.from_pretrained(directory / "final" / "model" / "backbone")
+    added = added_parameters(saved_method_config(directory), BackboneShape.from_config(backbone_config))
     return added, count_backbone_parameters(backbone_config)
 
 
 def read_run(directory: Path) -> dict[str, Any]:
-    """One finished run: per-task metrics and average (best checkpoint per task), step time, parameters."""
+    """One finished run: per-task metrics and average (best checkpoint per task), step time, parameters,
+    and its label (the method with its distinguishing settings, e.g. ``hyperprompt-global (paper-exact)``)."""
     results = json.loads((directory / RESULTS_NAME).read_text())
     best = results["best_per_task"]
     batch_size = results["train"]["examples"] // max(1, results["train"]["steps"])
     added, backbone = parameter_counts(directory)
     return {
+        "label": saved_method_config(directory).label,
         "metrics": {task: dict(r["metrics"]) for task, r in best["tasks"].items()},
         "average": best["average"],
         "step_time": step_time(directory, batch_size),
@@ -248,6 +255,7 @@ def summarize_method(out_dir: Path, method: str, seeds: list[int]) -> dict[str, 
     }
     return {
         "method": method,
+        "label": first["label"],
         "seeds": seeds,
         "metrics": metrics,
         "average": mean_std([run["average"] for run in runs]),
@@ -275,7 +283,7 @@ def comparison_csv(rows: list[dict[str, Any]]) -> str:
     """The table as CSV, full precision: ``<task>/<metric>_mean``, ``..._std`` columns and the rest."""
     columns = _columns(rows)
     relative = _relative_step_times(rows)
-    header = ["method", "seeds"]
+    header = ["method", "label", "seeds"]
     for task, metric in columns:
         header += [f"{task}/{metric}_mean", f"{task}/{metric}_std"]
     header += ["average_mean", "average_std", "added_parameters", "added_percent", "step_time_s", "step_time_vs_mtl"]
@@ -283,7 +291,7 @@ def comparison_csv(rows: list[dict[str, Any]]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     for row in rows:
-        line: list[Any] = [row["method"], len(row["seeds"])]
+        line: list[Any] = [row["method"], row["label"], len(row["seeds"])]
         for key in columns:
             line += list(row["metrics"].get(key, ("", "")))
         line += [*row["average"], row["added_parameters"], row["added_percent"], row["step_time"],
@@ -297,13 +305,13 @@ def _short_task(task: str) -> str:
 
 
 def comparison_markdown(rows: list[dict[str, Any]]) -> str:
-    """The table as Markdown: mean ± std over seeds, two decimals."""
+    """The table as Markdown: mean ± std over seeds, two decimals; rows named by their label."""
     columns = _columns(rows)
     relative = _relative_step_times(rows)
     header = ["method", *(f"{_short_task(t)} {m}" for t, m in columns), "average", "added params", "step time"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [row["method"]]
+        cells = [row["label"]]
         for key in columns:
             cells.append(_pm(row["metrics"][key]) if key in row["metrics"] else "")
         rel = relative[row["method"]]

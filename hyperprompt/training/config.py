@@ -45,15 +45,23 @@ class MixtureConfig:
 
 @dataclass
 class OptimizerConfig:
-    """``adafactor`` (the paper: constant LR 1e-3, no parameter scaling) or ``adamw``."""
+    """``adafactor`` (``transformers.Adafactor``) or ``adamw`` (torch).
+
+    Adafactor's defaults are T5's fine-tuning (Mesh TensorFlow's ``AdafactorOptimizer``): the paper
+    states Adafactor and a constant LR of 1e-3; the rest are T5's defaults, which the paper does not
+    restate (``training/optim.py``).
+    """
 
     name: str = field(default="adafactor", metadata=_choices("adafactor", "adamw"))
     lr: float = 1e-3
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
     eps: float = 1e-8  # adamw
+    scale_parameter: bool = True  # adafactor: step x max(1e-3, RMS(param)) (Mesh TF multiply_by_parameter_scale)
+    relative_step: bool = False  # adafactor: its own step size min(1e-2, 1/sqrt(t)) instead of lr and schedule
+    warmup_init: bool = False  # adafactor: with relative_step, min(1e-6 t, 1/sqrt(t))
     clip_threshold: float = 1.0  # adafactor's update clipping
-    decay_rate: float = -0.8  # adafactor
+    decay_rate: float = -0.8  # adafactor: second-moment decay 1 - t^decay_rate
     beta1: float | None = None  # adafactor momentum (None: none, as T5)
 
 
@@ -129,6 +137,16 @@ class TrainConfig:
             raise ConfigError(f"config key 'optimizer.lr': must be positive, got {self.optimizer.lr!r}")
         if self.schedule.warmup_steps < 0:
             raise ConfigError(f"config key 'schedule.warmup_steps': must be >= 0, got {self.schedule.warmup_steps!r}")
+        if self.optimizer.warmup_init and not self.optimizer.relative_step:
+            raise ConfigError("config key 'optimizer.warmup_init': needs optimizer.relative_step: true "
+                              "(it warms up Adafactor's relative step size)")
+        if self.optimizer.clip_threshold <= 0:
+            raise ConfigError(f"config key 'optimizer.clip_threshold': must be positive, got {self.optimizer.clip_threshold!r}")
+        if self.optimizer.decay_rate >= 0:
+            raise ConfigError(f"config key 'optimizer.decay_rate': must be negative (decay 1 - t^decay_rate), "
+                              f"got {self.optimizer.decay_rate!r}")
+        if self.optimizer.beta1 is not None and not 0 <= self.optimizer.beta1 < 1:
+            raise ConfigError(f"config key 'optimizer.beta1': must be in [0, 1) or null, got {self.optimizer.beta1!r}")
         if len(self.optimizer.betas) != 2:
             raise ConfigError(f"config key 'optimizer.betas': expected two numbers, got {self.optimizer.betas!r}")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:

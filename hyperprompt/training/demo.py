@@ -1,11 +1,16 @@
-"""The demo: HyperPrompt vs plain multi-task T5 on a synthetic suite, offline, in minutes on a CPU.
+"""The demo: what task conditioning buys, and HyperPrompt against the paper's MTL, on a CPU in minutes.
 
 The suite (:func:`hyperprompt.data.synthetic_tasks`) has four tasks of different sizes over the same
-kind of input -- a few letters -- with no task name in the input: ``first`` (2000 training examples),
-``last`` (1000), ``reverse`` (500) and ``max`` (250). ``first``, ``last`` and ``max`` conflict: the
-same input has different targets under each. Plain MTL sees only the input, so it cannot tell the
-tasks apart; HyperPrompt is told the task through its hyper-prompts. Both train the same tiny T5
-(random init, ByT5 byte tokenizer) with the same steps, data order and seed.
+kind of input -- a few letters: ``first`` (2000 training examples), ``last`` (1000), ``reverse`` (500)
+and ``max`` (250). ``first``, ``last`` and ``max`` conflict: the same input has different targets under
+each. Three runs train the same tiny T5 (random init, ByT5 byte tokenizer) with the same steps, data
+order and seed:
+
+- ``t5-no-task-name``: T5 on the inputs alone (method ``mtl`` without a task prefix). It cannot tell the
+  conflicting tasks apart: the floor that task conditioning lifts.
+- ``mtl``: the paper's MTL baseline, T5 with the task name as a text prefix (``first: b a c d``).
+- ``hyperprompt-global``: HyperPrompt-Global with its defaults, told the task by its task id (through the
+  hyper-prompts), inputs without a prefix.
 """
 
 from __future__ import annotations
@@ -21,7 +26,12 @@ from hyperprompt.data import synthetic_tasks
 from hyperprompt.training.config import TrainConfig, load_config
 from hyperprompt.training.loop import train
 
-METHODS = {"mtl": "MTL", "hyperprompt-global": "HyperPrompt"}
+#: The demo's runs: name (its folder under OUT) -> method, task prefix, short column title.
+RUNS: dict[str, dict[str, Any]] = {
+    "t5-no-task-name": {"method": "mtl", "task_prefix": False, "title": "T5, no task name"},
+    "mtl": {"method": "mtl", "task_prefix": True, "title": "MTL (prefix)"},
+    "hyperprompt-global": {"method": "hyperprompt-global", "task_prefix": False, "title": "HyperPrompt"},
+}
 DEFAULT_STEPS = 1500
 
 #: The recipe both methods share (the method and its settings aside).
@@ -45,12 +55,22 @@ DEMO_RECIPE: dict[str, Any] = {
 HYPERPROMPT_SETTINGS: dict[str, Any] = {}
 
 
-def demo_config(method: str, steps: int, seed: int = 0) -> TrainConfig:
-    """The demo recipe for ``method`` (``mtl`` or ``hyperprompt-global``)."""
-    recipe = {**DEMO_RECIPE, "method": method, "max_steps": steps, "save_every": steps, "seed": seed}
+def demo_config(run: str, steps: int, seed: int = 0) -> TrainConfig:
+    """The demo recipe of one of :data:`RUNS` (``t5-no-task-name``, ``mtl`` or ``hyperprompt-global``)."""
+    method, prefix = RUNS[run]["method"], RUNS[run]["task_prefix"]
+    recipe = {**DEMO_RECIPE, "method": method, "task_prefix": prefix, "max_steps": steps, "save_every": steps,
+              "seed": seed}
     if method.startswith("hyperprompt"):
         recipe["method_settings"] = HYPERPROMPT_SETTINGS
     return load_config(base=recipe)
+
+
+def run_label(config: TrainConfig) -> str:
+    """What a run is: the method with its distinguishing settings and how it is told the task."""
+    if config.method == "mtl":
+        return ("mtl with the task name as a text prefix (the paper's MTL baseline)" if config.task_prefix
+                else "mtl on inputs without a task prefix")
+    return f"{config.method_config(config.tasks).label}, task id through the hyper-prompts, no task prefix"
 
 
 def chance_levels(seed: int = 0) -> dict[str, float]:
@@ -65,9 +85,9 @@ def chance_levels(seed: int = 0) -> dict[str, float]:
 
 def run_demo(out_dir: str | Path = "runs/demo", steps: int = DEFAULT_STEPS, seed: int = 0,
              plot: bool = True) -> dict[str, Any]:
-    """Train MTL and HyperPrompt on the synthetic suite, compare them per task.
+    """Train the three :data:`RUNS` on the synthetic suite, compare them per task.
 
-    Writes ``out_dir/<method>/`` (each a full run directory), ``out_dir/results.json`` and
+    Writes ``out_dir/<run>/`` (each a full run directory), ``out_dir/results.json`` and
     ``out_dir/demo.png``; returns the content of ``results.json``.
     """
     out = Path(out_dir)
@@ -75,62 +95,72 @@ def run_demo(out_dir: str | Path = "runs/demo", steps: int = DEFAULT_STEPS, seed
     chance = chance_levels(seed)
     scores: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
-    for method in METHODS:
+    runs: dict[str, dict[str, Any]] = {}
+    for run in RUNS:
         run_started = time.time()
-        if (out / method / "config.yaml").is_file():  # an earlier demo run: start afresh
-            shutil.rmtree(out / method)
-        print(f"\n== {METHODS[method]} ({method}): {steps} steps ==", flush=True)
-        results = train(demo_config(method, steps, seed), out / method)
-        seconds[method] = time.time() - run_started
-        scores[method] = {name: r["score"] for name, r in results["final"]["tasks"].items()}
+        if (out / run / "config.yaml").is_file():  # an earlier demo run: start afresh
+            shutil.rmtree(out / run)
+        config = demo_config(run, steps, seed)
+        runs[run] = {"title": RUNS[run]["title"], "label": run_label(config), "method": config.method,
+                     "method_label": config.method_config(config.tasks).label,
+                     "task_prefix": config.task_prefix, "dir": str(out / run)}
+        print(f"\n== {runs[run]['title']}: {runs[run]['label']} ({run}): {steps} steps ==", flush=True)
+        results = train(config, out / run)
+        seconds[run] = time.time() - run_started
+        scores[run] = {name: r["score"] for name, r in results["final"]["tasks"].items()}
     summary = {
         "steps": steps,
         "seed": seed,
-        "tasks": {name: {"chance": chance[name], **{m: scores[m][name] for m in METHODS}} for name in chance},
-        "average": {m: sum(scores[m].values()) / len(scores[m]) for m in METHODS},
+        "tasks": {name: {"chance": chance[name], **{run: scores[run][name] for run in RUNS}} for name in chance},
+        "average": {run: sum(scores[run].values()) / len(scores[run]) for run in RUNS},
         "seconds": {**seconds, "total": time.time() - started},
-        "runs": {m: str(out / m) for m in METHODS},
+        "runs": runs,
     }
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     print("\n" + demo_table(summary))
     if plot:
         plot_demo(summary, out / "demo.png")
     print(f"\nwrote {out / 'results.json'}" + (f" and {out / 'demo.png'}" if plot else "")
-          + f"; the two runs are in {out / 'mtl'} and {out / 'hyperprompt-global'} "
+          + f"; the runs are in {', '.join(str(out / run) for run in RUNS)} "
           f"({summary['seconds']['total']:.0f} s in all)")
     return summary
 
 
 def demo_table(summary: dict[str, Any]) -> str:
-    """Per task: chance, MTL and HyperPrompt scores (accuracy / exact match, %)."""
-    lines = [f"{'task':<20}{'chance':>8}{'MTL':>8}{'HyperPrompt':>13}"]
+    """Per task: chance and each run's score (accuracy / exact match, %), then what each column is."""
+    widths = {run: max(8, len(RUNS[run]["title"]) + 2) for run in RUNS}
+    lines = [f"{'task':<20}{'chance':>8}" + "".join(f"{RUNS[run]['title']:>{widths[run]}}" for run in RUNS)]
     for name, row in summary["tasks"].items():
-        lines.append(f"{name:<20}{row['chance']:>8.1f}{row['mtl']:>8.1f}{row['hyperprompt-global']:>13.1f}")
+        lines.append(f"{name:<20}{row['chance']:>8.1f}" + "".join(f"{row[run]:>{widths[run]}.1f}" for run in RUNS))
     average = summary["average"]
-    lines.append(f"{'average':<20}{'':>8}{average['mtl']:>8.1f}{average['hyperprompt-global']:>13.1f}")
+    lines.append(f"{'average':<20}{'':>8}" + "".join(f"{average[run]:>{widths[run]}.1f}" for run in RUNS))
+    lines += [f"  {RUNS[run]['title']}: {summary['runs'][run]['label']}" for run in RUNS]
     return "\n".join(lines)
 
 
 def plot_demo(summary: dict[str, Any], path: Path) -> None:
-    """A grouped bar chart: per task, chance / MTL / HyperPrompt."""
+    """A grouped bar chart: per task, chance and each run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(summary["tasks"])
-    series = [("chance", "chance", "#bbbbbb"), ("MTL", "mtl", "#4c72b0"),
-              ("HyperPrompt", "hyperprompt-global", "#dd8452")]
-    figure, axes = plt.subplots(figsize=(7, 3.6))
-    width = 0.27
+    colors = {"t5-no-task-name": "#8c8c8c", "mtl": "#4c72b0", "hyperprompt-global": "#dd8452"}
+    series = [("chance (most frequent answer)", "chance", "#d9d9d9")]
+    # MTL's two runs by what they are told; HyperPrompt by its settings
+    series += [(info["title"] if info["method"] == "mtl" else info["method_label"], run, colors[run])
+               for run, info in summary["runs"].items()]
+    figure, axes = plt.subplots(figsize=(8, 3.8))
+    width = 0.8 / len(series)
     for i, (label, key, color) in enumerate(series):
-        xs = [j + (i - 1) * width for j in range(len(names))]
+        xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(names))]
         axes.bar(xs, [summary["tasks"][n][key] for n in names], width, label=label, color=color)
     axes.set_xticks(range(len(names)), [n.split("/", 1)[-1] for n in names])
     axes.set_ylabel("validation accuracy / exact match (%)")
-    axes.set_ylim(0, 115)
+    axes.set_ylim(0, 125)
     axes.set_title(f"Synthetic conflicting tasks, t5-tiny, {summary['steps']} steps")
-    axes.legend(loc="upper center", ncol=3, fontsize=8, frameon=False)
+    axes.legend(loc="upper center", ncol=2, fontsize=7, frameon=False)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -33,7 +33,6 @@ import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
-from transformers import Adafactor
 from transformers.utils import logging as hf_logging
 
 from hyperprompt.data import EncodedSplit, Mixture, MixtureBatches, Seq2SeqCollator, encode_task
@@ -71,35 +70,8 @@ from hyperprompt.training.distributed import (
 )
 from hyperprompt.training.evaluate import evaluate_tasks, format_results
 from hyperprompt.training.logs import RunLog
+from hyperprompt.training.optim import build_optimizer, learning_rate
 from hyperprompt.training.recipe import Recipe, resolve
-
-
-def learning_rate(step: int, config: TrainConfig) -> float:
-    """LR of optimizer step ``step`` (0-based): linear warm-up, then constant / linear / cosine decay."""
-    base, schedule = config.optimizer.lr, config.schedule
-    if step < schedule.warmup_steps:
-        return base * (step + 1) / schedule.warmup_steps
-    if schedule.name == "constant":
-        return base
-    progress = min(1.0, (step - schedule.warmup_steps) / max(1, config.max_steps - schedule.warmup_steps))
-    floor = schedule.min_lr_ratio
-    if schedule.name == "linear":
-        return base * (1.0 - (1.0 - floor) * progress)
-    return base * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
-def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """Adafactor (the paper's: fixed LR, no parameter scaling, no relative step) or AdamW.
-    Weight decay applies to matrices only (not layer norms)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = config.optimizer
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": opt.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    groups = [g for g in groups if g["params"]]
-    if opt.name == "adamw":
-        return torch.optim.AdamW(groups, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps)
-    return Adafactor(groups, lr=opt.lr, scale_parameter=False, relative_step=False, warmup_init=False,
-                     clip_threshold=opt.clip_threshold, decay_rate=opt.decay_rate, beta1=opt.beta1)
 
 
 class StopRequest:

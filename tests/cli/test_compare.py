@@ -87,6 +87,7 @@ def test_compare_writes_table_equal_to_runs_and_resumes_without_retraining(recip
     assert markdown.startswith("| method | conflict_first accuracy | conflict_last accuracy | average |")
     mean, std = float(table["mtl"]["average_mean"]), float(table["mtl"]["average_std"])
     assert "| mtl | " in markdown and f"**{mean:.2f} ± {std:.2f}**" in markdown
+    assert [row["label"] for row in table.values()] == ["mtl", "prompt-tuning"]
     first_table = (out / "comparison.csv").read_text()
 
     calls.clear()
@@ -127,3 +128,19 @@ def test_compare_settings_and_errors(recipe, capsys):
         load_comparison(recipe)
     assert run_cli(str(recipe), "--methods", "mtl,prompt-tuning") == 2
     assert "prompt_len" in capsys.readouterr().err
+
+
+def test_rows_are_labelled_with_the_settings_they_used(tmp_path):
+    """A Global run with paper_exact is labelled so in both tables; the default Global would not be."""
+    data = {k: v for k, v in RECIPE.items() if k != "compare"}
+    data["compare"] = {"methods": ["hyperprompt-global"], "seeds": 1,
+                       "method_settings": {"hyperprompt-global": {"paper_exact": True, "encoder_prompt_length": 2,
+                                                                  "decoder_prompt_length": 1}}}
+    path = tmp_path / "global.yaml"
+    path.write_text(yaml.safe_dump(data))
+    out = tmp_path / "cmp"
+    assert run_cli(str(path), "--out", str(out)) == 0
+    assert read_csv(out / "comparison.csv")["hyperprompt-global"]["label"] == "hyperprompt-global (paper-exact)"
+    assert "| hyperprompt-global (paper-exact) | " in (out / "comparison.md").read_text()
+    results = json.loads((out / "runs" / "hyperprompt-global" / "seed-0" / "results.json").read_text())
+    assert results["method_label"] == "hyperprompt-global (paper-exact)"

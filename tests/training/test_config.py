@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hyperprompt.training import ConfigError, TrainConfig, load_config
-from hyperprompt.training.loop import learning_rate
+from hyperprompt.training.optim import learning_rate
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 BASE = {"tasks": ["cb"]}
@@ -91,9 +91,21 @@ def test_paper_recipes_follow_the_paper():
         config = load_config(path)
         assert (config.batch_size, config.max_input_length, config.max_target_length) == (128, 512, 32)
         assert (config.optimizer.name, config.optimizer.lr, config.schedule.name) == ("adafactor", 1e-3, "constant")
+        # the rest of Adafactor as T5 fine-tuned with Mesh TensorFlow (multiply_by_parameter_scale=True)
+        assert (config.optimizer.scale_parameter, config.optimizer.relative_step) == (True, False), path
         assert (config.mixture.rate, config.eval_every, config.save_every) == ("proportional", 2000, 2000)
         assert len(config.tasks) == 8
-    assert len(list((CONFIGS / "paper").glob("*.yaml"))) == 8
+    names = sorted(path.name for path in (CONFIGS / "paper").glob("*.yaml"))
+    assert len(names) == 16
+    # beside the paper's T5 v1.0 (pre-trained on a mixture including GLUE and SuperGLUE): backbones that
+    # never saw them, for MTL and Global on both benchmarks
+    models = {load_config(CONFIGS / "paper" / name).model for name in names}
+    assert models == {"google-t5/t5-base", "google/t5-v1_1-base", "google/t5-base-lm-adapt"}
+    for tag in ("t5v11base", "t5lmbase"):
+        for bench in ("glue", "superglue"):
+            assert {f"{bench}-{tag}-mtl.yaml", f"{bench}-{tag}-hyperprompt-global.yaml"} <= set(names)
+    for name in names:  # each says whether its backbone saw the benchmarks in pre-training
+        assert "GLUE" in (CONFIGS / "paper" / name).read_text().split("\nmodel:")[0].split("# Backbone:")[1]
 
 
 def test_learning_rate_schedules():
