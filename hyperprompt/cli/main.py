@@ -14,7 +14,7 @@ import sys
 from hyperprompt.errors import HyperPromptError, TrainingInterrupted
 
 #: subcommand modules under hyperprompt.cli, in the order `--help` lists them
-COMMANDS = ["train", "evaluate", "predict", "compare", "params", "demo", "analyze"]
+COMMANDS = ["train", "evaluate", "predict", "compare", "params", "demo", "analyze", "add-task"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        module = importlib.import_module(f"hyperprompt.cli.{name}")
+        module = importlib.import_module(f"hyperprompt.cli.{name.replace('-', '_')}")
         sub = module.add_parser(subparsers)
         sub.set_defaults(_run=module.run)
     return parser

@@ -1,0 +1,64 @@
+"""New tasks for a trained model: the same model with more task ids, every old weight kept.
+
+A method declares its per-task parameters (:meth:`MultiTaskT5.per_task_parameters`: first dimension = task
+id). :func:`with_new_tasks` builds the model for ``task_names + new``, copies every added weight, and gives
+each per-task parameter new rows at the end: the mean of the old rows (an "average task" to start from).
+Everything else -- backbone, hypernetworks, shared MLPs -- is the same tensor values, so every old task's
+outputs are unchanged, bit for bit, whatever the new rows become.
+
+:func:`train_only_new_rows` then makes only (some of) those new rows trainable: the other parameters are
+frozen and a gradient hook zeroes the old rows' gradients (with Adam(W) and no weight decay, a zero gradient
+leaves a row exactly where it is).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from hyperprompt.model.base import MultiTaskT5
+
+
+def with_new_tasks(model: MultiTaskT5, new_task_names: Sequence[str]) -> MultiTaskT5:
+    """``model`` with ``new_task_names`` appended to its tasks (task ids ``T, T+1, ...``); the backbone is
+    shared with ``model`` (not copied). Raises ValueError for a name the model already has."""
+    old = model.config.task_names
+    clash = sorted(set(old) & set(new_task_names))
+    if clash:
+        raise ValueError(f"the model already has task(s) {clash}; give the new task another name")
+    config = dataclasses.replace(model.config, task_names=[*old, *new_task_names])
+    extended = type(model)(model.base, config)
+    weights = {}
+    per_task = set(model.per_task_parameters())
+    for name, tensor in model.added_state_dict().items():
+        if name in per_task:
+            new_rows = tensor.mean(dim=0, keepdim=True).expand(len(new_task_names), *tensor.shape[1:])
+            tensor = torch.cat([tensor, new_rows], dim=0)
+        weights[name] = tensor
+    extended.load_state_dict(weights, strict=False)
+    extended.train(model.training)
+    return extended
+
+
+def train_only_new_rows(model: MultiTaskT5, first_new_task: int, parameter_names: Sequence[str]) -> list[nn.Parameter]:
+    """Freeze ``model`` except the rows ``first_new_task:`` of the per-task parameters ``parameter_names``
+    (keys of :meth:`~MultiTaskT5.per_task_parameters`); return those parameters (for the optimizer)."""
+    per_task = model.per_task_parameters()
+    unknown = sorted(set(parameter_names) - set(per_task))
+    if unknown:
+        raise ValueError(f"{unknown} are not per-task parameters of {type(model).__name__}; it has {sorted(per_task)}")
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    trained = []
+    for name in parameter_names:
+        parameter = per_task[name]
+        parameter.requires_grad_(True)
+        keep = torch.zeros(parameter.shape[0], *([1] * (parameter.dim() - 1)), dtype=parameter.dtype,
+                           device=parameter.device)
+        keep[first_new_task:] = 1
+        parameter.register_hook(lambda grad, keep=keep: grad * keep)
+        trained.append(parameter)
+    return trained

@@ -1,0 +1,125 @@
+"""Add a task to a trained model by learning only its new rows (beyond the paper; issue 15, part 1).
+
+HyperPrompt-Global makes every layer's prompts from a task embedding k_tau through hypernetworks shared by
+all tasks, so a new task needs only its own k_tau (``--train embedding``: t' numbers) and optionally its
+global prompts P_tau (``embedding+prompts``). Backbone and hypernetworks stay frozen, every old task's outputs
+stay bit-identical (:mod:`hyperprompt.model.extend`). ``task-rows`` trains the new rows of every per-task
+parameter instead, which works for any method that has them (prompt tuning, prefix tuning, adapters,
+HyperPrompt-Sep, HyperFormer++'s task embedding).
+
+The new model is written as a model directory (``OUT/final/``: the old tasks plus the new one, loadable by
+``evaluate`` / ``predict`` / ``analyze`` like any other) with ``OUT/results.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hyperprompt.data import Seq2SeqCollator, encode_task, get_task, load_task_spec
+from hyperprompt.errors import InputError
+from hyperprompt.model.extend import train_only_new_rows, with_new_tasks
+from hyperprompt.training.checkpoint import load_run_checkpoint, save_model_dir
+from hyperprompt.training.evaluate import evaluate_tasks
+from hyperprompt.training.recipe import resolve
+
+#: what ``--train`` may name, for HyperPrompt-Global (``task-rows`` works for every method)
+GLOBAL_TRAINED = {"embedding": ("hyperprompt.task_embedding",),
+                  "embedding+prompts": ("hyperprompt.task_embedding", "hyperprompt.prompts.encoder",
+                                        "hyperprompt.prompts.decoder")}
+TRAIN_CHOICES = (*GLOBAL_TRAINED, "task-rows")
+
+
+def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "embedding", steps: int = 300,
+             batch_size: int = 32, lr: float = 1e-2, num_examples: int | None = None, seed: int = 0,
+             data_dir: str | Path | None = None, eval_examples: int | None = None) -> dict[str, Any]:
+    """Add ``task`` (a task spec file, or a registered task name) to the model saved in ``run``.
+
+    Args:
+        run: a run directory or model directory of the trained model.
+        task: the new task: a YAML / JSON task spec (``docs/data.md``) or a built-in task name.
+        out_dir: where ``final/`` and ``results.json`` go (must not hold a model yet).
+        train: ``embedding``, ``embedding+prompts`` (HyperPrompt-Global) or ``task-rows`` (any method).
+        steps, batch_size, lr: AdamW (no weight decay) on the new rows only.
+        num_examples: train on the first N training examples of the task only (few-shot); None: all.
+        eval_examples: evaluate on the first N validation examples (None: all).
+
+    Returns:
+        the content of ``results.json``: the new task's scores before (the mean-initialised rows) and
+        after training, and the settings.
+    """
+    if train not in TRAIN_CHOICES:
+        raise InputError(f"--train {train!r}: choose one of {', '.join(TRAIN_CHOICES)}")
+    out = Path(out_dir)
+    if (out / "final").exists():
+        raise InputError(f"{out / 'final'} exists already: choose another --out")
+    started = time.time()
+    loaded = load_run_checkpoint(run)
+    model, tokenizer, config = loaded.model, loaded.tokenizer, loaded.config
+    spec_path = Path(task)
+    new_task = load_task_spec(spec_path) if spec_path.suffix.lower() in (".yaml", ".yml", ".json") else \
+        get_task(task, data_dir=data_dir if data_dir is not None else config.data_dir)
+    if new_task.name in model.config.task_names:
+        raise InputError(f"the model already has a task named {new_task.name!r}: give the new task another name")
+    if train in GLOBAL_TRAINED and model.config.method != "hyperprompt-global":
+        raise InputError(f"--train {train} needs a HyperPrompt-Global model (task embeddings); this is "
+                         f"{model.config.method}: use --train task-rows")
+    task_files = [*config.task_files, str(spec_path.resolve())] if spec_path.suffix else list(config.task_files)
+    recipe = resolve(dataclasses.replace(config, tasks=[*config.tasks, new_task.name], task_files=task_files),
+                     data_dir=data_dir)
+
+    torch.manual_seed(seed)
+    first_new = model.config.num_tasks
+    model = with_new_tasks(model, [new_task.name])
+    names = GLOBAL_TRAINED.get(train) or tuple(model.per_task_parameters())
+    names = tuple(n for n in names if n in model.per_task_parameters())
+    if not names:
+        raise InputError(f"{model.config.method} has no per-task parameters to learn for a new task (it is told "
+                         "the task by its text prefix): train the new task in the mixture instead")
+    parameters = train_only_new_rows(model, first_new, names)
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
+
+    lengths = (config.max_input_length, config.max_target_length)
+    train_split = encode_task(new_task, "train", tokenizer, *lengths)
+    eval_split = encode_task(new_task, config.eval.split, tokenizer, *lengths)
+    size = len(train_split) if num_examples is None else min(num_examples, len(train_split))
+    if size == 0:
+        raise InputError(f"{new_task.name} has no training examples")
+    collate = Seq2SeqCollator(tokenizer.pad_token_id)
+
+    def evaluate() -> dict[str, Any]:
+        return evaluate_tasks(model, tokenizer, [new_task], [eval_split], batch_size=config.eval.batch_size,
+                              max_new_tokens=config.generation_length, num_beams=config.eval.num_beams,
+                              max_examples=eval_examples, show_progress=False)
+
+    before = evaluate()
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        rows = torch.randint(size, (min(batch_size, size),), generator=generator).tolist()
+        batch = collate([train_split.feature(i, first_new) for i in rows])
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    model.eval()
+    after = evaluate()
+    save_model_dir(out / "final", model, tokenizer, recipe.config, task_specs=recipe.user_task_specs())
+    results = {
+        "run": str(loaded.path), "task": new_task.name, "task_id": first_new, "method": model.config.method,
+        "train": train, "trained_parameters": list(names),
+        "trained_numbers": sum(p[first_new:].numel() for p in parameters),
+        "steps": steps, "batch_size": batch_size, "lr": lr, "num_examples": size, "seed": seed,
+        "before": before["tasks"][new_task.name], "after": after["tasks"][new_task.name],
+        "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+        "seconds": time.time() - started, "model_dir": str(out / "final"),
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results

@@ -1,0 +1,90 @@
+"""Adding a task to a trained model by learning only its rows (issue 15, part 1): old tasks bit-identical,
+only the new rows trained, the extended model reloads exactly, bad requests refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hyperprompt.cli.main import main
+from hyperprompt.training import load_run_checkpoint
+from hyperprompt.training.evaluate import evaluate_checkpoint
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("add-task")
+    recipe = root / "recipe.yaml"
+    recipe.write_text(json.dumps({
+        "model": "t5-tiny", "tokenizer": "byt5", "method": "hyperprompt-global",
+        "method_settings": {"encoder_prompt_length": 3, "decoder_prompt_length": 2},
+        "tasks": ["synthetic/first", "synthetic/last"], "max_input_length": 16, "max_target_length": 8,
+        "batch_size": 16, "optimizer": {"name": "adamw", "lr": 3e-3}, "max_steps": 20, "save_every": 20,
+        "log_every": 10, "eval": {"max_examples_per_task": 16, "batch_size": 16}, "num_threads": 1}))
+    assert main(["train", str(recipe), "--out", str(root / "run")]) == 0
+    return root
+
+
+def batch_for(task_ids):
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 200, (len(task_ids), 7), generator=generator)
+    return dict(input_ids=ids, attention_mask=torch.ones_like(ids),
+                decoder_input_ids=torch.randint(3, 200, (len(task_ids), 3), generator=generator),
+                task_ids=torch.tensor(task_ids))
+
+
+@pytest.mark.parametrize("train", ["embedding", "embedding+prompts"])
+def test_a_task_added_by_its_embedding_leaves_old_tasks_bit_identical(trained, train, capsys):
+    out = trained / f"added-{train}"
+    torch.set_num_threads(1)
+    assert main(["add-task", str(trained / "run"), "--task", "synthetic/max", "--out", str(out), "--train", train,
+                 "--steps", "15", "--batch-size", "8", "--eval-examples", "16"]) == 0
+    assert "synthetic/max (task id 2) added" in capsys.readouterr().out
+    old = load_run_checkpoint(trained / "run" / "final").model
+    new = load_run_checkpoint(out / "final").model
+    assert new.config.task_names == ["synthetic/first", "synthetic/last", "synthetic/max"]
+    with torch.no_grad():  # every old task's outputs, bit for bit
+        assert torch.equal(old(**batch_for([0, 1, 1, 0])).logits, new(**batch_for([0, 1, 1, 0])).logits)
+    old_weights, new_weights = old.added_state_dict(), new.added_state_dict()
+    trained_names = {"hyperprompt.task_embedding"} | (
+        {"hyperprompt.prompts.encoder", "hyperprompt.prompts.decoder"} if train == "embedding+prompts" else set())
+    for name, tensor in new_weights.items():
+        if name in trained_names:
+            assert torch.equal(tensor[:2], old_weights[name])  # old rows untouched
+            assert not torch.equal(tensor[2], old_weights[name].mean(0))  # the new row was trained
+        elif name in new.per_task_parameters():
+            assert torch.equal(tensor[:2], old_weights[name]) and torch.equal(tensor[2], old_weights[name].mean(0))
+        else:
+            assert torch.equal(tensor, old_weights[name]), name
+    assert all(torch.equal(p, q) for p, q in zip(old.base.parameters(), new.base.parameters(), strict=True))
+    results = json.loads((out / "results.json").read_text())
+    assert results["trained_numbers"] == (new.hyperprompt.task_embedding.shape[1] if train == "embedding" else
+                                          new.hyperprompt.task_embedding.shape[1] + (3 + 2) * 64)
+    # the saved model reloads exactly: evaluation reproduces the recorded score of the new task
+    scores = evaluate_checkpoint(out / "final", tasks=["synthetic/max"], max_examples=16)
+    assert scores["tasks"]["synthetic/max"]["metrics"] == results["after"]["metrics"]
+
+
+def test_bad_add_task_requests_are_refused(trained, capsys):
+    assert main(["add-task", str(trained / "run"), "--task", "synthetic/first", "--out", str(trained / "x")]) == 1
+    assert "already has a task named 'synthetic/first'" in capsys.readouterr().err
+    assert main(["add-task", str(trained / "run"), "--task", "synthetic/nope", "--out", str(trained / "x")]) == 1
+    assert "unknown task 'synthetic/nope'" in capsys.readouterr().err
+
+
+def test_other_methods_add_a_task_by_their_task_rows(trained, capsys):
+    recipe = json.loads((trained / "recipe.yaml").read_text())
+    recipe.update(method="prompt-tuning", method_settings={"prompt_length": 3}, max_steps=5, save_every=5)
+    (trained / "pt.yaml").write_text(json.dumps(recipe))
+    assert main(["train", str(trained / "pt.yaml"), "--out", str(trained / "pt")]) == 0
+    assert main(["add-task", str(trained / "pt"), "--task", "synthetic/max", "--out", str(trained / "pt-x")]) == 1
+    assert "needs a HyperPrompt-Global model" in capsys.readouterr().err
+    assert main(["add-task", str(trained / "pt"), "--task", "synthetic/max", "--out", str(trained / "pt-added"),
+                 "--train", "task-rows", "--steps", "5", "--eval-examples", "8"]) == 0
+    old = load_run_checkpoint(trained / "pt" / "final").model
+    new = load_run_checkpoint(trained / "pt-added" / "final").model
+    with torch.no_grad():
+        assert torch.equal(old(**batch_for([1, 0])).logits, new(**batch_for([1, 0])).logits)
+    assert torch.equal(new.prompts[:2], old.prompts) and not torch.equal(new.prompts[2], old.prompts.mean(0))
