@@ -21,6 +21,7 @@ SCRIPTS = {
     "param_scaling.py": ["--size", "t5-small"],
     "profile_step.py": [*TINY, "--steps", "1", "--methods", "hyperprompt-global", "adapter"],
     "global_stability.py": ["--lr", "1e-3", "--steps", "2", "--eval-examples", "2"],
+    "add_task_curve.py": ["--steps", "2", "--add-steps", "1", "--eval-examples", "4", "--out", "curve"],
 }
 
 
