@@ -6,7 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import AutoModelForSeq2SeqLM, PreTrainedModel, T5Config, T5ForConditionalGeneration
+from transformers import PreTrainedModel, T5Config, T5ForConditionalGeneration
+
+from hyperprompt.model.causal_lm import TINY_CAUSAL_LMS, tiny_causal_lm
+from hyperprompt.model.io import auto_backbone
 
 _V10 = dict(vocab_size=32128, feed_forward_proj="relu", tie_word_embeddings=True)
 _V11 = dict(vocab_size=32128, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
@@ -56,10 +59,17 @@ def count_backbone_parameters(config: T5Config) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+#: every random-init preset name: the tiny T5s and the tiny causal LMs (``llama-tiny``, ``qwen2-tiny``, ...)
+TINY_PRESETS: tuple[str, ...] = (*TINY_SIZES, *TINY_CAUSAL_LMS)
+
+
 def load_backbone(name_or_path: str, vocab_size: int | None = None, **kwargs: Any) -> PreTrainedModel:
-    """A tiny preset built from its config (random init; ``vocab_size`` from the tokenizer), or a
-    hub name / local directory through ``AutoModelForSeq2SeqLM`` (``trust_remote_code`` stays off)."""
+    """A tiny preset built from its config (random init; ``vocab_size`` and, for the causal LMs, the
+    special token ids from the tokenizer), or a hub name / local directory through ``AutoModelForSeq2SeqLM``
+    or, for the decoder-only families, ``AutoModelForCausalLM`` (``trust_remote_code`` stays off)."""
     if name_or_path in TINY_SIZES:
         overrides = {k: v for k, v in kwargs.items() if k in T5Config().to_dict()}
         return T5ForConditionalGeneration(t5_config(name_or_path, vocab_size=vocab_size or 384, **overrides))
-    return AutoModelForSeq2SeqLM.from_pretrained(name_or_path, **kwargs)
+    if name_or_path in TINY_CAUSAL_LMS:
+        return tiny_causal_lm(name_or_path, vocab_size=vocab_size or 384, **kwargs)
+    return auto_backbone(name_or_path, **kwargs)
