@@ -127,3 +127,32 @@ def tiny_causal_lm(name: str, **config: Any) -> nn.Module:
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_config(tiny_causal_lm_config(name, **config))
+
+
+# --- released shapes (parameter accounting without a download; the benchmark's model) ---------------
+
+#: ``{name: (model_type, config fields)}`` of released checkpoints, from their config.json files.
+CAUSAL_LM_SIZES: dict[str, tuple[str, dict[str, Any]]] = {
+    "qwen2.5-0.5b": ("qwen2", dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                                   num_attention_heads=14, num_key_value_heads=2, vocab_size=151936,
+                                   tie_word_embeddings=True)),
+    "llama-3.2-1b": ("llama", dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                                   num_attention_heads=32, num_key_value_heads=8, vocab_size=128256,
+                                   tie_word_embeddings=True)),
+    "gemma-2-2b": ("gemma2", dict(hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
+                                  num_attention_heads=8, num_key_value_heads=4, head_dim=256,
+                                  query_pre_attn_scalar=256, vocab_size=256000, tie_word_embeddings=True)),
+    "mistral-7b": ("mistral", dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                                   num_attention_heads=32, num_key_value_heads=8, vocab_size=32000,
+                                   tie_word_embeddings=False)),
+}
+
+
+def causal_lm_size_config(name: str, **overrides: Any) -> Any:
+    """The config of a released shape in :data:`CAUSAL_LM_SIZES`."""
+    from transformers import AutoConfig
+
+    if name not in CAUSAL_LM_SIZES:
+        raise ValueError(f"unknown causal LM size {name!r}; choose one of {', '.join(CAUSAL_LM_SIZES)}.")
+    model_type, fields = CAUSAL_LM_SIZES[name]
+    return AutoConfig.for_model(model_type, **{**fields, **overrides})

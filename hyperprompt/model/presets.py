@@ -8,7 +8,13 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, T5Config, T5ForConditionalGeneration
 
-from hyperprompt.model.causal_lm import TINY_CAUSAL_LMS, tiny_causal_lm
+from hyperprompt.model.causal_lm import (
+    CAUSAL_LM,
+    CAUSAL_LM_SIZES,
+    TINY_CAUSAL_LMS,
+    causal_lm_size_config,
+    tiny_causal_lm,
+)
 from hyperprompt.model.io import auto_backbone
 
 _V10 = dict(vocab_size=32128, feed_forward_proj="relu", tie_word_embeddings=True)
@@ -35,6 +41,8 @@ TINY_SIZES: dict[str, dict[str, Any]] = {
                     tie_word_embeddings=False),
 }
 
+TINY_CAUSAL_LM_TYPES = CAUSAL_LM.model_types
+
 #: T5's token conventions: pad 0 (also the decoder start token), eos 1, unk 2.
 SPECIAL_TOKENS = dict(pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
 
@@ -51,12 +59,24 @@ def t5_config(name: str, vocab_size: int | None = None, **overrides: Any) -> T5C
     return T5Config(**kwargs)
 
 
-def count_backbone_parameters(config: T5Config) -> int:
-    """Parameters of a ``T5ForConditionalGeneration`` with ``config``, counted on the meta device
-    (no memory, no download); tied weights counted once."""
+def count_backbone_parameters(config: Any) -> int:
+    """Parameters of a ``T5ForConditionalGeneration`` (or, for a decoder-only config, the family's
+    ``*ForCausalLM``) with ``config``, counted on the meta device (no memory, no download); tied weights
+    counted once."""
+    from transformers import AutoModelForCausalLM
+
     with torch.device("meta"):
-        model = T5ForConditionalGeneration(config)
+        if config.model_type in TINY_CAUSAL_LM_TYPES:
+            model = AutoModelForCausalLM.from_config(config)
+        else:
+            model = T5ForConditionalGeneration(config)
     return sum(p.numel() for p in model.parameters())
+
+
+def backbone_size_config(name: str) -> Any:
+    """The config of a named released shape: a T5 size (:data:`T5_SIZES`) or a causal LM
+    (:data:`~hyperprompt.model.causal_lm.CAUSAL_LM_SIZES`)."""
+    return causal_lm_size_config(name) if name in CAUSAL_LM_SIZES else t5_config(name)
 
 
 #: every random-init preset name: the tiny T5s and the tiny causal LMs (``llama-tiny``, ``qwen2-tiny``, ...)

@@ -5,7 +5,8 @@ kind of input -- a few letters -- with no task name in the input: ``first`` (200
 ``last`` (1000), ``reverse`` (500) and ``max`` (250). ``first``, ``last`` and ``max`` conflict: the
 same input has different targets under each. Plain MTL sees only the input, so it cannot tell the
 tasks apart; HyperPrompt is told the task through its hyper-prompts. Both train the same tiny T5
-(random init, ByT5 byte tokenizer) with the same steps, data order and seed.
+(random init, ByT5 byte tokenizer) with the same steps, data order and seed. ``--model`` swaps in a tiny
+decoder-only preset (``llama-tiny``, ``qwen2-tiny``, ...): input and target then share one sequence.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hyperprompt.data import synthetic_tasks
+from hyperprompt.model.presets import TINY_PRESETS, TINY_SIZES
 from hyperprompt.training.config import TrainConfig, load_config
 from hyperprompt.training.loop import train
 
@@ -45,9 +47,13 @@ DEMO_RECIPE: dict[str, Any] = {
 HYPERPROMPT_SETTINGS: dict[str, Any] = {}
 
 
-def demo_config(method: str, steps: int, seed: int = 0) -> TrainConfig:
-    """The demo recipe for ``method`` (``mtl`` or ``hyperprompt-global``)."""
-    recipe = {**DEMO_RECIPE, "method": method, "max_steps": steps, "save_every": steps, "seed": seed}
+def demo_config(method: str, steps: int, seed: int = 0, model: str = "t5-tiny") -> TrainConfig:
+    """The demo recipe for ``method`` (``mtl`` or ``hyperprompt-global``) on the tiny preset ``model``."""
+    if model not in TINY_PRESETS:
+        raise ValueError(f"the demo trains a tiny preset; choose one of {', '.join(TINY_PRESETS)}")
+    recipe = {**DEMO_RECIPE, "model": model, "method": method, "max_steps": steps, "save_every": steps, "seed": seed}
+    if model not in TINY_SIZES:  # the causal presets have no dropout to switch off
+        recipe["model_overrides"] = {}
     if method.startswith("hyperprompt"):
         recipe["method_settings"] = HYPERPROMPT_SETTINGS
     return load_config(base=recipe)
@@ -64,7 +70,7 @@ def chance_levels(seed: int = 0) -> dict[str, float]:
 
 
 def run_demo(out_dir: str | Path = "runs/demo", steps: int = DEFAULT_STEPS, seed: int = 0,
-             plot: bool = True) -> dict[str, Any]:
+             plot: bool = True, model: str = "t5-tiny") -> dict[str, Any]:
     """Train MTL and HyperPrompt on the synthetic suite, compare them per task.
 
     Writes ``out_dir/<method>/`` (each a full run directory), ``out_dir/results.json`` and
@@ -80,10 +86,11 @@ def run_demo(out_dir: str | Path = "runs/demo", steps: int = DEFAULT_STEPS, seed
         if (out / method / "config.yaml").is_file():  # an earlier demo run: start afresh
             shutil.rmtree(out / method)
         print(f"\n== {METHODS[method]} ({method}): {steps} steps ==", flush=True)
-        results = train(demo_config(method, steps, seed), out / method)
+        results = train(demo_config(method, steps, seed, model), out / method)
         seconds[method] = time.time() - run_started
         scores[method] = {name: r["score"] for name, r in results["final"]["tasks"].items()}
     summary = {
+        "model": model,
         "steps": steps,
         "seed": seed,
         "tasks": {name: {"chance": chance[name], **{m: scores[m][name] for m in METHODS}} for name in chance},
@@ -129,7 +136,7 @@ def plot_demo(summary: dict[str, Any], path: Path) -> None:
     axes.set_xticks(range(len(names)), [n.split("/", 1)[-1] for n in names])
     axes.set_ylabel("validation accuracy / exact match (%)")
     axes.set_ylim(0, 115)
-    axes.set_title(f"Synthetic conflicting tasks, t5-tiny, {summary['steps']} steps")
+    axes.set_title(f"Synthetic conflicting tasks, {summary.get('model', 't5-tiny')}, {summary['steps']} steps")
     axes.legend(loc="upper center", ncol=3, fontsize=8, frameon=False)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

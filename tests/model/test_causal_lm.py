@@ -368,3 +368,24 @@ def test_attention_layer_matches_eager_computation(family, layer, window, softca
     if softcap is not None:  # the cap reaches the prompt scores
         assert (captured["out"][real] - uncapped[real]).abs().max() > 1e-3
 
+
+
+@pytest.mark.parametrize("size", ["qwen2.5-0.5b", "gemma-2-2b"])
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_parameter_formulas_on_released_shapes(size, method):
+    """On the meta device (no memory): the GQA shapes of Qwen2.5-0.5B (14 query / 2 key-value heads) and
+    Gemma-2-2B (head_dim 256 != hidden / heads)."""
+    from transformers import AutoModelForCausalLM
+
+    from hyperprompt.model.causal_lm import causal_lm_size_config
+    from hyperprompt.model.presets import count_backbone_parameters
+
+    config = causal_lm_size_config(size)
+    with torch.device("meta"):
+        base = AutoModelForCausalLM.from_config(config)
+        model = MultiTaskT5.registry[method].from_base(
+            base, MethodConfig.from_dict({"method": method, "task_names": TASKS}))
+    assert added_parameters(model.config, BackboneShape.from_config(config)) == model.num_added_parameters()
+    assert count_backbone_parameters(config) == model.num_backbone_parameters()
+    head_dim = {"qwen2.5-0.5b": 64, "gemma-2-2b": 256}[size]
+    assert model.layout.attention_width == config.num_key_value_heads * head_dim
