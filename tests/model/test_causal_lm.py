@@ -389,3 +389,38 @@ def test_parameter_formulas_on_released_shapes(size, method):
     assert count_backbone_parameters(config) == model.num_backbone_parameters()
     head_dim = {"qwen2.5-0.5b": 64, "gemma-2-2b": 256}[size]
     assert model.layout.attention_width == config.num_key_value_heads * head_dim
+
+
+# --- 7. torch.compile, bf16 ----------------------------------------------------------------------------
+
+def test_compiled_decoder_only_model_has_no_graph_breaks_and_matches_eager():
+    model = make_model("hyperprompt-global", "qwen2-tiny")  # GQA + a sliding-window layer
+    ids, mask = padded_batch("right")
+    labels = ids.masked_fill(mask == 0, -100)
+    batch = dict(input_ids=ids, attention_mask=mask, labels=labels, task_ids=torch.tensor([0, 1, 2, 1]))
+    reference = model(**batch)
+    reference.loss.backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    torch._dynamo.reset()
+    out = torch.compile(model, fullgraph=True, backend="aot_eager")(**batch)
+    out.loss.backward()
+    assert torch.allclose(out.logits, reference.logits, atol=1e-5)
+    for name, parameter in model.named_parameters():
+        assert torch.allclose(parameter.grad, expected[name], atol=1e-5), name
+
+
+@pytest.mark.parametrize("family", ["llama-tiny", "gemma2-tiny"])
+def test_bf16_backbone_trains_and_generates(family):
+    model = make_model("hyperprompt-global", family).to(torch.bfloat16)
+    ids, mask = padded_batch("left")
+    fp32 = make_model("hyperprompt-global", family)
+    fp32.load_state_dict({k: v.float() for k, v in model.state_dict().items()})
+    loss = model(input_ids=ids, attention_mask=mask, labels=ids, task_ids=[0, 1, 2, 0]).loss
+    loss.backward()
+    reference = fp32(input_ids=ids, attention_mask=mask, labels=ids, task_ids=[0, 1, 2, 0]).loss
+    assert loss.dtype == torch.float32 or loss.dtype == torch.bfloat16
+    assert abs(loss.item() - reference.item()) < 0.05 * reference.item()
+    assert all(p.grad is not None and p.grad.dtype == torch.bfloat16 for _, p in model.added_named_parameters())
+    model.eval()
+    assert model.generate(input_ids=ids, attention_mask=mask, task_ids=[0, 1, 2, 0], max_new_tokens=3).shape == (4, 12)
