@@ -17,6 +17,8 @@ SCRIPTS = {
     "overhead.py": [*TINY, "--repeats", "1", "--generate-repeats", "1", "--methods", "hyperprompt-global",
                     "prompt-tuning", "adapter", "--sweep-prompt-lengths", "2", "4"],
     "peft_reference.py": [*TINY, "--repeats", "1"],
+    "overhead_causal.py": ["--layers", "1", "--vocab-size", "500", "--batch-size", "2", "--input-length", "8",
+                           "--target-length", "3", "--prompt-length", "2", "--repeats", "1", "--generate-repeats", "1"],
     "gpu.py": [*TINY, "--device", "cpu", "--steps", "1", "--warmup", "1"],
     "param_scaling.py": ["--size", "t5-small"],
     "profile_step.py": [*TINY, "--steps", "1", "--methods", "hyperprompt-global", "adapter"],
@@ -34,6 +36,9 @@ def test_benchmark_script_runs(script, tmp_path):
         assert set(report["train_step"]) == {"t5", "hyperprompt-global@2", "hyperprompt-global@4",
                                              "prompt-tuning@2", "prompt-tuning@4", "adapter"}
         assert report["train_step"]["t5"]["ratio"] == 1.0
+    if script == "overhead_causal.py":
+        assert set(report["generate"]) == {"plain", "hyperprompt-global", "peft-prefix-tuning (frozen)"}
+        assert report["trainable_parameters"]["peft-prefix-tuning (frozen)"] == 2 * 1 * 2 * 128  # l * M * k|v * 2x64
     if script == "profile_step.py":
         models = report["models"]
         assert set(models) == {"t5", "hyperprompt-global", "adapter"}
