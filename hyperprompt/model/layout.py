@@ -11,8 +11,8 @@ A family is one :class:`BackboneFamily` entry in :data:`FAMILIES`: the Hugging F
 share the ``t5`` entry; the decoder-only causal LMs (Llama, Mistral, Qwen2/3, Gemma2/3, Phi-3, OLMo2) share
 ``causal-lm`` (:mod:`hyperprompt.model.causal_lm`, added with :func:`register_family`), whose one stack is
 ``decoder``. ``num_heads`` is the number of *key/value* heads, the heads prompts have: under grouped-query
-attention fewer than the query heads. T5's relative position bias needs nothing here: the attention function receives
-it as ``position_bias`` and gives the prompt columns zero bias (``attention.py``).
+attention fewer than the query heads. T5's relative position bias needs nothing here: the attention
+function receives it as ``position_bias`` and gives the prompt columns zero bias (``attention.py``).
 """
 
 from __future__ import annotations
