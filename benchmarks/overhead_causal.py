@@ -22,7 +22,6 @@ import statistics
 
 import torch
 from overhead import clock, synchronize, train_step, training_memory
-from peft import PrefixTuningConfig, TaskType, get_peft_model
 from torch import nn
 from transformers import AutoModelForCausalLM
 
@@ -60,14 +59,18 @@ def build_models(args: argparse.Namespace) -> dict[str, nn.Module]:
                                            "decoder_prompt_length": args.prompt_length})
         return MultiTaskT5.registry[method].from_base(copy.deepcopy(backbone), settings)
 
-    peft_config = PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=args.prompt_length)
     models = {
         "plain": MultiTaskT5(copy.deepcopy(backbone), MethodConfig(task_names=tasks)),
         "hyperprompt-global": ours("hyperprompt-global", False),
         "hyperprompt-global (frozen)": ours("hyperprompt-global", True),
         "prefix-tuning (frozen)": ours("prefix-tuning", True),
-        "peft-prefix-tuning (frozen)": WithoutTaskIds(get_peft_model(copy.deepcopy(backbone), peft_config)),
     }
+    try:  # the lent GPU machines have no peft: the reference is then left out
+        from peft import PrefixTuningConfig, TaskType, get_peft_model
+    except ImportError:
+        return {name: model.to(args.device) for name, model in models.items()}
+    peft_config = PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=args.prompt_length)
+    models["peft-prefix-tuning (frozen)"] = WithoutTaskIds(get_peft_model(copy.deepcopy(backbone), peft_config))
     return {name: model.to(args.device) for name, model in models.items()}
 
 

@@ -57,7 +57,7 @@ def test_gpu_checks_script_runs_every_check_in_smoke_mode(tmp_path):
                             timeout=300, env={**os.environ, "OUT": str(tmp_path), "SMOKE": "1", "PYTHON": sys.executable})
     assert result.returncode == 0, result.stderr[-2000:]
     log = (tmp_path / "log.txt").read_text()
-    for name in ("correctness", "gpu", "overhead", "profile"):
+    for name in ("correctness", "gpu", "overhead", "profile", "overhead_causal"):
         assert f"== {name}: exit 0" in log, log[-3000:]
         assert json.loads((tmp_path / f"{name}.json").read_text())["benchmark"] in {name, f"gpu_{name}", "profile_step"}
     correctness = json.loads((tmp_path / "correctness.json").read_text())
