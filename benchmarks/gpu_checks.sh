@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU check of the performance issue in one command (about 6 minutes on an H100 / H200), for a
+# Every GPU check of the performance issue in one command (about 8 minutes on an H100 / H200), for a
 # session that is lent a GPU machine. That machine has no network but its python3 holds torch, transformers,
 # accelerate and safetensors; the repository runs from the working tree (PYTHONPATH), nothing is installed.
 #   device tool:  run(command="bash benchmarks/gpu_checks.sh", timeout_s=540)
@@ -37,5 +37,11 @@ check gpu 150 $python benchmarks/gpu.py "${device[@]}" "${shape[@]}" "${steps[@]
 check overhead 150 $python benchmarks/overhead.py "${device[@]}" "${shape[@]}" "${bf16[@]}" "${repeats[@]}" \
   --methods hyperprompt-global
 check profile 90 $python benchmarks/profile_step.py "${device[@]}" "${shape[@]}" "${bf16[@]}" --steps 2
+if [ "${SMOKE:-0}" = 1 ]; then  # decoder-only: Qwen2.5-0.5B-shaped (full size on the GPU)
+  causal=(--layers 1 --vocab-size 500 --batch-size 2 --input-length 8 --target-length 3 --prompt-length 2)
+else
+  causal=(--batch-size 16 --input-length 256 --target-length 32 --repeats 5 --generate-repeats 2)
+fi
+check overhead_causal 150 $python benchmarks/overhead_causal.py "${device[@]}" "${causal[@]}" "${bf16[@]}"
 tail -n 4 "$out"/*.json >> "$out/log.txt" 2>/dev/null
 echo "wrote $out"

@@ -17,6 +17,8 @@ SCRIPTS = {
     "overhead.py": [*TINY, "--repeats", "1", "--generate-repeats", "1", "--methods", "hyperprompt-global",
                     "prompt-tuning", "adapter", "--sweep-prompt-lengths", "2", "4"],
     "peft_reference.py": [*TINY, "--repeats", "1"],
+    "overhead_causal.py": ["--layers", "1", "--vocab-size", "500", "--batch-size", "2", "--input-length", "8",
+                           "--target-length", "3", "--prompt-length", "2", "--repeats", "1", "--generate-repeats", "1"],
     "gpu.py": [*TINY, "--device", "cpu", "--steps", "1", "--warmup", "1"],
     "param_scaling.py": ["--size", "t5-small"],
     "profile_step.py": [*TINY, "--steps", "1", "--methods", "hyperprompt-global", "adapter"],
@@ -42,6 +44,9 @@ def test_benchmark_script_runs(script, tmp_path):
             ("default", False), ("default", True), ("paper-exact", False), ("paper-exact", True)]
         assert runs[2]["label"] == "hyperprompt-global (paper-exact)"
         assert all(r["prompt_std"]["encoder"] > 0 for r in runs)
+    if script == "overhead_causal.py":
+        assert set(report["generate"]) == {"plain", "hyperprompt-global", "peft-prefix-tuning (frozen)"}
+        assert report["trainable_parameters"]["peft-prefix-tuning (frozen)"] == 2 * 1 * 2 * 128  # l * M * k|v * 2x64
     if script == "profile_step.py":
         models = report["models"]
         assert set(models) == {"t5", "hyperprompt-global", "adapter"}
@@ -60,7 +65,7 @@ def test_gpu_checks_script_runs_every_check_in_smoke_mode(tmp_path):
                             timeout=300, env={**os.environ, "OUT": str(tmp_path), "SMOKE": "1", "PYTHON": sys.executable})
     assert result.returncode == 0, result.stderr[-2000:]
     log = (tmp_path / "log.txt").read_text()
-    for name in ("correctness", "gpu", "overhead", "profile"):
+    for name in ("correctness", "gpu", "overhead", "profile", "overhead_causal"):
         assert f"== {name}: exit 0" in log, log[-3000:]
         assert json.loads((tmp_path / f"{name}.json").read_text())["benchmark"] in {name, f"gpu_{name}", "profile_step"}
     correctness = json.loads((tmp_path / "correctness.json").read_text())

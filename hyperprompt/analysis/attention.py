@@ -13,7 +13,9 @@ For every self-attention layer of the encoder and the decoder (cross-attention i
 
 Valid queries are the non-padding ones: encoder positions whose key is not padding, decoder positions
 that predict a gold target token (``labels != -100``). The decoder runs with teacher forcing on the
-gold targets, so nothing depends on generation.
+gold targets, so nothing depends on generation. A decoder-only LM has only the ``decoder`` stack: it reads
+``[BOS] input EOS target EOS`` (:class:`~hyperprompt.data.CausalLMCollator`), and its valid queries are
+the positions whose *next* token is a gold target token (the LM predicts token t + 1 at position t).
 
 Each layer's weights are reduced inside the observer of :meth:`MultiTaskT5.observe_attention` and
 dropped at once: memory holds one layer's ``[B, h, q, l + k]`` at a time, plus one float per valid
@@ -33,10 +35,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from hyperprompt.data import EncodedSplit, Seq2SeqCollator
+from hyperprompt.data import CausalLMCollator, EncodedSplit, Seq2SeqCollator
 from hyperprompt.errors import InputError
 from hyperprompt.model import MultiTaskT5
+from hyperprompt.model.causal_lm import is_decoder_only
 from hyperprompt.model.layout import STACKS
 
 LABEL_PAD = -100
@@ -205,30 +209,38 @@ def analyze_attention(
     Returns:
         The pooled :class:`AttentionStats` of all examples in ``batches``.
     """
-    recorder = AttentionRecorder(stacks)
+    recorder = AttentionRecorder([stack for stack in stacks if stack in model.layout.stacks])
     device = next(model.parameters()).device
+    decoder_only = is_decoder_only(model.base)
     was_training = model.training
     model.eval()
     try:
         with model.observe_attention(recorder):
             for batch in batches:
                 labels = batch["labels"].to(device)
-                recorder.decoder_query_mask = labels != LABEL_PAD
                 recorder.count_examples(labels.shape[0])
-                model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                      decoder_input_ids=model.base._shift_right(labels), task_ids=batch["task_ids"].to(device),
-                      use_cache=False)
+                inputs = dict(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                              task_ids=batch["task_ids"].to(device), use_cache=False)
+                if decoder_only:  # one sequence; position t predicts token t + 1
+                    recorder.decoder_query_mask = F.pad(labels[:, 1:] != LABEL_PAD, (0, 1), value=False)
+                    model(**inputs)
+                else:
+                    recorder.decoder_query_mask = labels != LABEL_PAD
+                    model(**inputs, decoder_input_ids=model.base._shift_right(labels))
     finally:
         model.train(was_training)
     return recorder.stats()
 
 
 def split_batches(split: EncodedSplit, task_id: int, pad_token_id: int, max_examples: int | None = 100,
-                  batch_size: int = 16) -> Iterable[dict[str, torch.Tensor]]:
-    """The first ``max_examples`` examples of ``split`` as padded batches, shortest first (less padding)."""
+                  batch_size: int = 16, decoder_only: bool = False,
+                  bos_token_id: int | None = None) -> Iterable[dict[str, torch.Tensor]]:
+    """The first ``max_examples`` examples of ``split`` as padded batches, shortest first (less padding);
+    for a ``decoder_only`` model input and target in one sequence (after ``bos_token_id`` if given)."""
     count = len(split) if max_examples is None else min(len(split), max_examples)
     order = sorted(range(count), key=lambda i: (len(split.input_ids[i]), len(split.labels[i])))
-    collate = Seq2SeqCollator(pad_token_id, label_pad=LABEL_PAD)
+    collate = (CausalLMCollator(pad_token_id, bos_token_id, label_pad=LABEL_PAD) if decoder_only
+               else Seq2SeqCollator(pad_token_id, label_pad=LABEL_PAD))
     for start in range(0, count, batch_size):
         yield collate([split.feature(i, task_id) for i in order[start:start + batch_size]])
 
@@ -240,12 +252,13 @@ def analyze_splits(
     max_examples: int | None = 100,
     batch_size: int = 16,
     stacks: Sequence[str] = STACKS,
+    bos_token_id: int | None = None,
 ) -> dict[str, AttentionStats]:
     """Per task: the attention statistics of its first ``max_examples`` examples, run with its task id.
 
     Args:
         splits: encoded splits (:func:`hyperprompt.data.encode_task`) of tasks the model was trained on.
-        pad_token_id: the tokenizer's pad id.
+        pad_token_id: the tokenizer's pad id; bos_token_id: its BOS id (decoder-only models; None: none).
 
     Returns:
         ``{task name: AttentionStats}`` in the order of ``splits``.
@@ -255,6 +268,7 @@ def analyze_splits(
         task_id = model.config.task_id(split.task)
         if len(split) == 0:
             raise InputError(f"task {split.task} has no {split.split} examples to analyse")
-        batches = split_batches(split, task_id, pad_token_id, max_examples, batch_size)
+        batches = split_batches(split, task_id, pad_token_id, max_examples, batch_size,
+                                decoder_only=is_decoder_only(model.base), bos_token_id=bos_token_id)
         results[split.task] = analyze_attention(model, batches, stacks)
     return results

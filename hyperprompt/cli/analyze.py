@@ -55,7 +55,8 @@ def _analyze_checkpoint(path: str, task_names: list[str] | None, args: argparse.
     splits = [encode_task(t, args.split, tokenizer, config.max_input_length, config.max_target_length,
                           cache_dir=config.cache_dir) for t in tasks]
     stats = analyze_splits(model, splits, pad_token_id=tokenizer.pad_token_id,
-                           max_examples=args.examples or None, batch_size=args.batch_size)
+                           max_examples=args.examples or None, batch_size=args.batch_size,
+                           bos_token_id=tokenizer.bos_token_id)
     info = {"method": config.method, "checkpoint": str(directory), "backbone": config.model}
     return stats, info
 

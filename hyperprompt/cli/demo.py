@@ -9,6 +9,7 @@ from hyperprompt.cli.common import add_logging_flag, positive_int, setup_logging
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from hyperprompt.model.presets import TINY_PRESETS
     from hyperprompt.training.demo import DEFAULT_STEPS
 
     parser = subparsers.add_parser(
@@ -23,6 +24,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
     parser.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, help=f"training steps per model (default {DEFAULT_STEPS})")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default="t5-tiny", choices=TINY_PRESETS,
+                        help="the tiny preset both methods train (default t5-tiny; llama-tiny etc.: decoder-only)")
     parser.add_argument("--no-plot", action="store_true", help="skip demo.png")
     add_logging_flag(parser)
     return parser
@@ -32,5 +35,5 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     from hyperprompt.training.demo import run_demo
 
-    run_demo(args.out, steps=args.steps, seed=args.seed, plot=not args.no_plot)
+    run_demo(args.out, steps=args.steps, seed=args.seed, plot=not args.no_plot, model=args.model)
     return 0

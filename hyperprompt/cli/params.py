@@ -11,9 +11,10 @@ import yaml
 import hyperprompt.model  # noqa: F401  (registers every method and its formula)
 from hyperprompt.cli.common import positive_int
 from hyperprompt.errors import InputError
+from hyperprompt.model.causal_lm import CAUSAL_LM_SIZES
 from hyperprompt.model.config import MethodConfig
 from hyperprompt.model.params import ADDED_PARAMETER_FORMULAS, BackboneShape, added_parameters
-from hyperprompt.model.presets import T5_SIZES, count_checkpoint_parameters, t5_config
+from hyperprompt.model.presets import T5_SIZES, backbone_size_config, count_checkpoint_parameters
 
 #: Settings that reproduce the paper's headline ratios (which exact setting the paper used is unsure).
 PAPER_SETTINGS = [
@@ -27,12 +28,13 @@ PAPER_SETTINGS = [
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "params",
-        help="added parameters of each method on the paper's T5 sizes",
+        help="added parameters of each method on the paper's T5 sizes (and some decoder-only shapes)",
         description="Added (task-conditioned) parameters and their share of the backbone, computed from the "
         "built-in shapes of the released T5 checkpoints (nothing is downloaded).",
     )
-    parser.add_argument("--model", action="append", choices=sorted(T5_SIZES),
-                        help="backbone size (repeatable; default: all)")
+    parser.add_argument("--model", action="append", choices=[*sorted(T5_SIZES), *CAUSAL_LM_SIZES],
+                        help="backbone size (repeatable; default: every T5 size); decoder-only shapes: "
+                        + ", ".join(CAUSAL_LM_SIZES))
     parser.add_argument("--method", action="append", choices=sorted(ADDED_PARAMETER_FORMULAS),
                         help="method (repeatable; default: every HyperPrompt variant)")
     parser.add_argument("--tasks", type=positive_int, default=8, help="number of tasks (default 8, as GLUE/SuperGLUE)")
@@ -54,7 +56,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 def count(model: str, method: str, num_tasks: int, overrides: dict[str, Any]) -> dict[str, Any]:
     """Backbone and added parameter counts for one (model size, method, settings)."""
-    backbone_config = t5_config(model)
+    backbone_config = backbone_size_config(model)
     config = MethodConfig.from_dict({"method": method, "task_names": [f"task{i}" for i in range(num_tasks)],
                                      **overrides})
     backbone = count_checkpoint_parameters(model)

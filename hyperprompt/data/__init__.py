@@ -10,6 +10,7 @@ See docs/data.md.
 """
 
 from hyperprompt.data import glue as _glue  # noqa: F401  (registers the GLUE / SuperGLUE tasks)
+from hyperprompt.data.causal import CausalLMCollator, make_collator
 from hyperprompt.data.collator import Seq2SeqCollator
 from hyperprompt.data.glue import BENCHMARK_TASKS, GLUE_HUB_ID, PREPROCESSOR_VERSION, SUPERGLUE_HUB_ID
 from hyperprompt.data.loader import MixtureBatches, eval_batches
@@ -24,6 +25,7 @@ from hyperprompt.data.user_tasks import load_task_spec
 
 __all__ = [
     "BENCHMARK_TASKS",
+    "CausalLMCollator",
     "GLUE_HUB_ID",
     "PREPROCESSOR_VERSION",
     "SUPERGLUE_HUB_ID",
@@ -41,6 +43,7 @@ __all__ = [
     "get_task",
     "list_tasks",
     "load_task_spec",
+    "make_collator",
     "mixing_rates",
     "register_task",
     "synthetic_tasks",

@@ -61,3 +61,7 @@ class Seq2SeqCollator:
         if "task_id" in features[0]:
             batch["task_ids"] = torch.tensor([int(f["task_id"]) for f in features], dtype=torch.long)
         return batch
+
+    def new_tokens(self, sequences: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The generated text's tokens: an encoder-decoder's output is all decoder tokens."""
+        return sequences

@@ -4,7 +4,7 @@ One file per method (config, modules, parameter formula, one ``register_method``
 package registers them all.
 """
 
-from hyperprompt.model import mtl  # noqa: F401  (registers "mtl")
+from hyperprompt.model import causal_lm, mtl  # noqa: F401  (register the decoder-only family and "mtl")
 from hyperprompt.model.adapters import AdapterConfig, AdapterModel
 from hyperprompt.model.attention import ATTENTION_NAME, register_attention
 from hyperprompt.model.base import MultiTaskT5

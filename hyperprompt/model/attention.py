@@ -77,12 +77,17 @@ class PromptState:
 
 
 def _combined_bias(
-    position_bias: torch.Tensor,
+    position_bias: torch.Tensor | None,
     mask: torch.Tensor | None,
     prompt_length: int,
     dtype: torch.dtype,
-) -> torch.Tensor:
-    """Additive scores bias [B|1, h, q, l + k]: zeros for the l prompt columns, T5's bias and mask after."""
+) -> torch.Tensor | None:
+    """Additive scores bias [B|1, h|1, q, l + k]: zeros for the l prompt columns, T5's bias and mask after
+    (the mask alone without a position bias; None without either)."""
+    if position_bias is None:
+        if mask is None:
+            return None
+        position_bias = torch.zeros((), dtype=dtype, device=mask.device).expand(mask.shape)
     bias = position_bias.to(dtype)
     if mask is not None:
         if mask.dtype == torch.bool:
@@ -106,16 +111,22 @@ def prompted_attention(
     prompt_state: PromptState | None = None,
     prompt_row_index: torch.Tensor | None = None,
     output_attentions: bool = False,
+    softcap: float | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Attention with optional prepended prompts.
 
     Args:
-        query: [B, h, q, d_kv]; key, value: [B, h, k, d_kv] (real tokens only, as cached).
-        attention_mask: boolean [B, 1, q, k] (True = attend) or None for "attend everywhere".
-        position_bias: T5's relative bias [1 | B, h, q, k] (zeros in layers without one).
+        query: [B, h, q, d_kv]; key, value: [B, h_kv, k, d_kv] (real tokens only, as cached; after rotary
+            embedding). h_kv < h under grouped-query attention: query head i reads key head i // (h / h_kv),
+            and prompts have h_kv heads like the keys.
+        attention_mask: boolean [B, 1, q, k] (True = attend) or None for "attend everywhere". Causality and
+            sliding windows are in it, so they never reach the prompt columns.
+        position_bias: T5's relative bias [1 | B, h, q, k] (zeros in layers without one); None in rotary
+            models.
         prompt_state: per-forward prompts (see :class:`PromptState`); None runs plain attention.
         prompt_row_index: [B] row of each example in the state's prompt table (expanded with beams).
+        softcap: Gemma2's logit soft-capping ``c * tanh(scores / c)``, applied to prompt scores too.
 
     Returns:
         output [B, q, h, d_kv] and the attention weights [B, h, q, l + k] when they were computed
@@ -126,9 +137,6 @@ def prompted_attention(
     if prompt_state is not None and slot is not None:
         prompts = prompt_state.layer_prompts(slot, prompt_row_index, query.shape[0])
     prompt_length = 0 if prompts is None else prompts[0].shape[2]
-
-    if position_bias is None:
-        position_bias = query.new_zeros(1, query.shape[1], query.shape[2], key.shape[2])
 
     # The combined bias depends only on (position_bias, mask, l), which every layer of a stack shares
     # in one forward: build it once per stack. Identity checks hold the tensors, so ids cannot be reused.
@@ -142,18 +150,24 @@ def prompted_attention(
             prompt_state.bias_cache[cache_key] = (position_bias, attention_mask, prompt_length, bias)
 
     observer = None if prompt_state is None else prompt_state.attention_observer
+    groups = query.shape[1] // key.shape[1]  # query heads per key head (1 without grouped-query attention)
     # The decode-step path rounds scores to the query dtype; in bf16/fp16 SDPA's fp32 accumulation is
     # more precise, so reduced precision concatenates (a cache copy that is cheap next to a GPU step).
     if (prompts is not None and query.shape[2] == 1 and query.dtype in (torch.float32, torch.float64)
             and not output_attentions and observer is None):
-        return _decode_step_attention(query, key, value, prompts, bias, scaling, dropout, module.training), None
+        return _decode_step_attention(query, key, value, prompts, bias, scaling, dropout, module.training,
+                                      softcap), None
     if prompts is not None:
         key = torch.cat([prompts[0].to(key.dtype), key], dim=2)
         value = torch.cat([prompts[1].to(value.dtype), value], dim=2)
 
-    if output_attentions or observer is not None:
+    if output_attentions or observer is not None or softcap is not None:  # SDPA has no soft-capping
+        if groups > 1:
+            key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
         scale = 1.0 if scaling is None else scaling
-        scores = torch.matmul(query, key.transpose(2, 3)) * scale + bias
+        scores = _softcapped(torch.matmul(query, key.transpose(2, 3)) * scale, softcap)
+        if bias is not None:
+            scores = scores + bias
         weights = scores.float().softmax(dim=-1).to(query.dtype)
         if observer is not None:
             observer(module=module, slot=slot, weights=weights, prompt_length=prompt_length,
@@ -162,8 +176,14 @@ def prompted_attention(
         output = torch.matmul(weights_dropped, value)
         return output.transpose(1, 2).contiguous(), weights
 
-    output = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout, scale=scaling)
+    output = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout, scale=scaling,
+                                            enable_gqa=groups > 1)
     return output.transpose(1, 2).contiguous(), None
+
+
+def _softcapped(scores: torch.Tensor, softcap: float | None) -> torch.Tensor:
+    """Gemma2's ``c * tanh(scores / c)`` (scores unchanged without a cap), before the mask is added."""
+    return scores if softcap is None else torch.tanh(scores / softcap) * softcap
 
 
 def _decode_step_attention(
@@ -171,22 +191,32 @@ def _decode_step_attention(
     key: torch.Tensor,
     value: torch.Tensor,
     prompts: tuple[torch.Tensor, torch.Tensor],
-    bias: torch.Tensor,
+    bias: torch.Tensor | None,
     scaling: float | None,
     dropout: float,
     training: bool,
+    softcap: float | None = None,
 ) -> torch.Tensor:
     """One query per row (cached decoding): attend to the prompts and the cached keys without copying
-    the cache into a concatenated tensor -- only the [B, h, 1, l + k] scores are concatenated."""
+    the cache into a concatenated tensor -- only the [B, h, 1, l + k] scores are concatenated. Under
+    grouped-query attention the g query heads of a key head become g query rows of it (no key copies)."""
     prompt_keys, prompt_values = prompts
     length = prompt_keys.shape[2]
+    batch, heads = query.shape[:2]
+    groups = heads // key.shape[1]
+    if groups > 1:  # [B, h, 1, d] -> [B, h_kv, g, d]; the bias has one head and one query row here
+        query = query.reshape(batch, key.shape[1], groups, query.shape[-1])
     scale = 1.0 if scaling is None else scaling
-    real = torch.matmul(query, key.transpose(2, 3)) * scale + bias[..., length:]
-    prompt_scores = torch.matmul(query, prompt_keys.to(query.dtype).transpose(2, 3)) * scale
+    real = _softcapped(torch.matmul(query, key.transpose(2, 3)) * scale, softcap)
+    if bias is not None:
+        real = real + bias[..., length:]
+    prompt_scores = _softcapped(torch.matmul(query, prompt_keys.to(query.dtype).transpose(2, 3)) * scale, softcap)
     weights = torch.cat([prompt_scores, real], dim=-1).float().softmax(dim=-1).to(query.dtype)
     weights = F.dropout(weights, p=dropout, training=training)
     output = torch.matmul(weights[..., :length], prompt_values.to(value.dtype))
     output = output + torch.matmul(weights[..., length:], value)
+    if groups > 1:
+        output = output.reshape(batch, heads, 1, output.shape[-1])
     return output.transpose(1, 2).contiguous()
 
 

@@ -52,6 +52,7 @@ class MultiTaskT5(nn.Module):
     def __init__(self, base: PreTrainedModel, config: MethodConfig):
         super().__init__()
         family_of_model(base)  # a clear error for an unsupported backbone
+        config = config.for_stacks(backbone_layout(base).stacks)
         expected = next((m.config_cls for m in METHODS.values() if m.model_cls is type(self)), MethodConfig)
         if not isinstance(config, expected):
             raise ValueError(f"{type(self).__name__} needs a {expected.__name__}, got {type(config).__name__}.")
@@ -234,8 +235,9 @@ class MultiTaskT5(nn.Module):
         Returns:
             transformers' ``Seq2SeqLMOutput`` (``loss``, ``logits`` [B, T, vocab], ...).
         """
-        inputs = dict(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
-                      decoder_input_ids=decoder_input_ids, **kwargs)
+        inputs = dict(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
+        if decoder_input_ids is not None:  # a decoder-only LM has no such argument
+            inputs["decoder_input_ids"] = decoder_input_ids
         if self.training:
             # T5's decoder would fill a KV cache (its config's use_cache) that training never reads; activation
             # checkpointing that recomputes a block would append its keys to that cache a second time.
@@ -275,7 +277,12 @@ class MultiTaskT5(nn.Module):
         conditioned = self.conditioning_inputs(task_ids, inputs)
         extra = [k for k in conditioned if k not in inputs and k not in _GENERATE_INPUT_NAMES]
         with _accept_model_kwargs(self.base, extra):
-            return self.base.generate(**conditioned)
+            return self.generated_sequences(self.base.generate(**conditioned), inputs)
+
+    def generated_sequences(self, sequences: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor:
+        """What :meth:`generate` returns, from the backbone's ``sequences`` and the unconditioned ``inputs``
+        (the backbone's own output unless a method changed what it generated after)."""
+        return sequences
 
     def _device(self) -> torch.device:
         return next(self.base.parameters()).device

@@ -99,6 +99,19 @@ class MethodConfig:
     def load(cls, path: str | Path) -> MethodConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
+    def for_stacks(self, stacks: tuple[str, ...]) -> MethodConfig:
+        """This config on a backbone that has only ``stacks`` (a decoder-only LM: ``("decoder",)``):
+        ``apply_to: both`` becomes the one stack there is; naming a missing stack is an error."""
+        apply_to = getattr(self, "apply_to", None)
+        if apply_to is None or set(stacks) == set(STACKS):
+            return self
+        if apply_to == "both":
+            return dataclasses.replace(self, apply_to=stacks[0])
+        if apply_to not in stacks:
+            raise ValueError(f"apply_to={apply_to!r}, but the backbone has only the {' and '.join(stacks)} stack; "
+                             f"use apply_to: {stacks[0]} (or both).")
+        return self
+
 
 def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
     """Raise a ValueError naming ``key`` unless ``value`` is one of ``choices``."""

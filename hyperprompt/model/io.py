@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoModelForSeq2SeqLM, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, PreTrainedModel
 
+from hyperprompt.model.causal_lm import CAUSAL_LM
 from hyperprompt.model.config import MethodConfig
 from hyperprompt.model.registry import method_named
 
@@ -68,7 +69,7 @@ def load_pretrained(
     Args:
         directory: the saved directory.
         base_model: a backbone to use instead of the saved one (required if it was saved without).
-        backbone_kwargs: passed to ``AutoModelForSeq2SeqLM.from_pretrained`` (``dtype``, ``device_map``...).
+        backbone_kwargs: passed to :func:`auto_backbone` (``dtype``, ``device_map``...).
     """
     directory = Path(directory)
     config_path = directory / CONFIG_NAME
@@ -84,9 +85,9 @@ def load_pretrained(
     model_class = method_named(config.method).model_cls
     if base_model is None:
         if backbone is not None:
-            base_model = AutoModelForSeq2SeqLM.from_pretrained(directory / backbone, **backbone_kwargs)
+            base_model = auto_backbone(directory / backbone, **backbone_kwargs)
         elif base_name:
-            base_model = AutoModelForSeq2SeqLM.from_pretrained(base_name, **backbone_kwargs)
+            base_model = auto_backbone(base_name, **backbone_kwargs)
         else:
             raise ValueError(f"{directory} was saved without its backbone and names none: pass base_model=.")
     model = model_class(base_model, config)
@@ -99,6 +100,14 @@ def load_pretrained(
         raise FileNotFoundError(f"{weights_path} not found.")
     load_added_state_dict(model, weights)
     return model.to(next(base_model.parameters()).device)
+
+
+def auto_backbone(name_or_path: str | os.PathLike, **kwargs: Any) -> PreTrainedModel:
+    """The backbone at a hub name or folder: ``AutoModelForCausalLM`` for the decoder-only families
+    (:mod:`hyperprompt.model.causal_lm`), ``AutoModelForSeq2SeqLM`` otherwise."""
+    config = AutoConfig.from_pretrained(name_or_path)
+    auto = AutoModelForCausalLM if config.model_type in CAUSAL_LM.model_types else AutoModelForSeq2SeqLM
+    return auto.from_pretrained(name_or_path, **kwargs)
 
 
 def load_added_state_dict(model: MultiTaskT5, weights: dict[str, torch.Tensor]) -> None:

@@ -8,8 +8,11 @@ from a config alone (:class:`BackboneShape`), so they need no weights.
 
 A family is one :class:`BackboneFamily` entry in :data:`FAMILIES`: the Hugging Face classes and config
 ``model_type`` values it covers, and two functions (config -> shape, model -> layout). T5, mT5 and UMT5
-share the ``t5`` entry. T5's relative position bias needs nothing here: the attention function receives
-it as ``position_bias`` and gives the prompt columns zero bias (``attention.py``).
+share the ``t5`` entry; the decoder-only causal LMs (Llama, Mistral, Qwen2/3, Gemma2/3, Phi-3, OLMo2) share
+``causal-lm`` (:mod:`hyperprompt.model.causal_lm`, added with :func:`register_family`), whose one stack is
+``decoder``. ``num_heads`` is the number of *key/value* heads, the heads prompts have: under grouped-query
+attention fewer than the query heads. T5's relative position bias needs nothing here: the attention
+function receives it as ``position_bias`` and gives the prompt columns zero bias (``attention.py``).
 """
 
 from __future__ import annotations
@@ -48,8 +51,14 @@ class BackboneShape:
 
     @property
     def num_layers(self) -> dict[str, int]:
-        """``{stack: M}``."""
-        return {"encoder": self.num_encoder_layers, "decoder": self.num_decoder_layers}
+        """``{stack: M}`` for the stacks the backbone has (a decoder-only one has no encoder)."""
+        layers = {"encoder": self.num_encoder_layers, "decoder": self.num_decoder_layers}
+        return {stack: count for stack, count in layers.items() if count}
+
+    @property
+    def stacks(self) -> tuple[str, ...]:
+        """The backbone's stacks, in :data:`STACKS` order."""
+        return tuple(self.num_layers)
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,7 +72,8 @@ class BackboneLayout:
             the backbone's forward kwargs (and passes them to the attention function); its output is a
             tuple whose first item is the attention output [B, n, d_model].
         feed_forward: ``{stack: [module per layer]}``: the feed-forward modules, output [B, n, d_model].
-        d_model: the residual width; num_heads: h; head_dim: d_kv, the width of one head's keys/values.
+        d_model: the residual width; num_heads: h, the key/value heads (fewer than the query heads under
+            grouped-query attention); head_dim: d_kv, the width of one head's keys/values.
         cross_attention: the decoder's cross-attention modules, one per decoder layer (empty for a backbone
             without cross-attention); they receive the forward kwargs like the self-attention modules.
     """
@@ -141,6 +151,14 @@ FAMILIES: dict[str, BackboneFamily] = {
 }
 
 
+def register_family(family: BackboneFamily) -> BackboneFamily:
+    """Add ``family`` to :data:`FAMILIES` (idempotent for the same entry)."""
+    if FAMILIES.get(family.name, family) != family:
+        raise ValueError(f"backbone family {family.name!r} is already registered.")
+    FAMILIES[family.name] = family
+    return family
+
+
 def family_of_model(base: Any) -> BackboneFamily:
     """The family of ``base`` (by its class or a base class); a ValueError names the supported classes."""
     names = {cls.__name__ for cls in type(base).__mro__}
@@ -151,7 +169,7 @@ def family_of_model(base: Any) -> BackboneFamily:
     supported = [name for family in FAMILIES.values() for name in family.model_classes]
     raise ValueError(
         f"unsupported model class {type(base).__name__}; HyperPrompt wraps one of {', '.join(supported)} "
-        "(load it with AutoModelForSeq2SeqLM or build it from a T5Config)."
+        "(load it with AutoModelForSeq2SeqLM / AutoModelForCausalLM or build it from its config)."
     )
 
 

@@ -22,4 +22,4 @@ def added_parameters(config: MethodConfig, shape: BackboneShape) -> int:
     method = METHODS.get(config.method)
     if method is None:
         raise ValueError(f"no parameter formula for {config.method!r}; known: {', '.join(sorted(METHODS))}.")
-    return method.added_parameters(config, shape)
+    return method.added_parameters(config.for_stacks(shape.stacks), shape)

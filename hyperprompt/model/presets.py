@@ -6,7 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import AutoModelForSeq2SeqLM, PreTrainedModel, T5Config, T5ForConditionalGeneration
+from transformers import PreTrainedModel, T5Config, T5ForConditionalGeneration
+
+from hyperprompt.model.causal_lm import (
+    CAUSAL_LM,
+    CAUSAL_LM_SIZES,
+    TINY_CAUSAL_LMS,
+    causal_lm_size_config,
+    tiny_causal_lm,
+)
+from hyperprompt.model.io import auto_backbone
 
 _V10 = dict(vocab_size=32128, feed_forward_proj="relu", tie_word_embeddings=True)
 _V11 = dict(vocab_size=32128, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
@@ -32,6 +41,8 @@ TINY_SIZES: dict[str, dict[str, Any]] = {
                     tie_word_embeddings=False),
 }
 
+TINY_CAUSAL_LM_TYPES = CAUSAL_LM.model_types
+
 #: T5's token conventions: pad 0 (also the decoder start token), eos 1, unk 2.
 SPECIAL_TOKENS = dict(pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
 
@@ -48,30 +59,52 @@ def t5_config(name: str, vocab_size: int | None = None, **overrides: Any) -> T5C
     return T5Config(**kwargs)
 
 
-def count_backbone_parameters(config: T5Config) -> int:
-    """Parameters of a ``T5ForConditionalGeneration`` with ``config`` as transformers builds it, counted on
-    the meta device (no memory, no download); tied weights counted once."""
+def count_backbone_parameters(config: Any) -> int:
+    """Parameters of a ``T5ForConditionalGeneration`` (or, for a decoder-only config, the family's
+    ``*ForCausalLM``) with ``config`` as transformers builds it, counted on the meta device (no memory, no
+    download); tied weights counted once."""
+    from transformers import AutoModelForCausalLM
+
     with torch.device("meta"):
-        model = T5ForConditionalGeneration(config)
+        if config.model_type in TINY_CAUSAL_LM_TYPES:
+            model = AutoModelForCausalLM.from_config(config)
+        else:
+            model = T5ForConditionalGeneration(config)
     return sum(p.numel() for p in model.parameters())
 
 
 def count_checkpoint_parameters(name: str) -> int:
-    """Parameters of the released checkpoint ``name`` (a key of :data:`T5_SIZES`), from its shapes.
+    """Parameters of the released checkpoint ``name`` (a key of :data:`T5_SIZES` or of the causal LM sizes),
+    from its shapes.
 
     T5 v1.1 checkpoints have an LM head apart from the input embedding (``tie_word_embeddings: false`` in
     their config.json); transformers 5 (checked: 5.24) forces ``T5Config.tie_word_embeddings = True`` and
     builds them with a tied head (keeping the flag only as ``scale_decoder_outputs``), which would count
     vocab x d_model too few (24.7M at t5-v1_1-base, whose checkpoint holds 247.6M)."""
-    config = t5_config(name)
+    config = backbone_size_config(name)
+    if name not in T5_SIZES:
+        return count_backbone_parameters(config)
     untied_head = 0 if T5_SIZES[name].get("tie_word_embeddings", True) else config.vocab_size * config.d_model
     return count_backbone_parameters(config) + untied_head
 
 
+def backbone_size_config(name: str) -> Any:
+    """The config of a named released shape: a T5 size (:data:`T5_SIZES`) or a causal LM
+    (:data:`~hyperprompt.model.causal_lm.CAUSAL_LM_SIZES`)."""
+    return causal_lm_size_config(name) if name in CAUSAL_LM_SIZES else t5_config(name)
+
+
+#: every random-init preset name: the tiny T5s and the tiny causal LMs (``llama-tiny``, ``qwen2-tiny``, ...)
+TINY_PRESETS: tuple[str, ...] = (*TINY_SIZES, *TINY_CAUSAL_LMS)
+
+
 def load_backbone(name_or_path: str, vocab_size: int | None = None, **kwargs: Any) -> PreTrainedModel:
-    """A tiny preset built from its config (random init; ``vocab_size`` from the tokenizer), or a
-    hub name / local directory through ``AutoModelForSeq2SeqLM`` (``trust_remote_code`` stays off)."""
+    """A tiny preset built from its config (random init; ``vocab_size`` and, for the causal LMs, the
+    special token ids from the tokenizer), or a hub name / local directory through ``AutoModelForSeq2SeqLM``
+    or, for the decoder-only families, ``AutoModelForCausalLM`` (``trust_remote_code`` stays off)."""
     if name_or_path in TINY_SIZES:
         overrides = {k: v for k, v in kwargs.items() if k in T5Config().to_dict()}
         return T5ForConditionalGeneration(t5_config(name_or_path, vocab_size=vocab_size or 384, **overrides))
-    return AutoModelForSeq2SeqLM.from_pretrained(name_or_path, **kwargs)
+    if name_or_path in TINY_CAUSAL_LMS:
+        return tiny_causal_lm(name_or_path, vocab_size=vocab_size or 384, **kwargs)
+    return auto_backbone(name_or_path, **kwargs)

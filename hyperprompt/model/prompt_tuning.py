@@ -6,6 +6,11 @@
 The prompt goes through the whole encoder like ordinary tokens (T5's relative positions count it);
 the decoder sees it through cross-attention. Unlike HyperPrompt it enters the input only, not every
 self-attention. ``generate`` passes ``inputs_embeds`` and the extended mask to the backbone.
+
+On a decoder-only LM (peft's semantics) the soft tokens come before the input in the one sequence: they
+take positions 0..l-1, ``labels`` get l ignored (-100) entries in front, and the logits have l more
+positions in front. ``generate`` returns ``[input_ids ; new tokens]`` as for the plain LM; it always
+uses the KV cache (transformers feeds ``inputs_embeds`` only in the first step).
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hyperprompt.model.base import MultiTaskT5
+from hyperprompt.model.causal_lm import is_decoder_only
 from hyperprompt.model.config import MethodConfig, check_choice, check_positive
 from hyperprompt.model.layout import BackboneShape
 from hyperprompt.model.registry import register_method
@@ -97,7 +104,35 @@ class PromptTuningModel(MultiTaskT5):
         prompt_mask = torch.ones(batch, prompt.shape[1], dtype=mask.dtype, device=mask.device)
         inputs["inputs_embeds"] = torch.cat([prompt, embeds], dim=1)
         inputs["attention_mask"] = torch.cat([prompt_mask, mask], dim=1)
+        if is_decoder_only(self.base):  # the soft tokens are part of the one sequence
+            length = prompt.shape[1]
+            if inputs.get("labels") is not None:
+                inputs["labels"] = F.pad(inputs["labels"], (length, 0), value=-100)
+            if inputs.get("position_ids") is not None:
+                positions = torch.arange(length, device=embeds.device).expand(batch, length)
+                inputs["position_ids"] = torch.cat([positions, inputs["position_ids"] + length], dim=1)
+            order = _left_padding_first(mask, length)
+            for key in ("inputs_embeds", "attention_mask", "labels", "position_ids"):
+                if inputs.get(key) is not None:
+                    index = order if inputs[key].dim() == 2 else order[..., None].expand_as(inputs[key])
+                    inputs[key] = inputs[key].gather(1, index)
         return inputs
+
+    def generated_sequences(self, sequences: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor:
+        """A decoder-only LM generated from ``inputs_embeds`` returns the new tokens only: put the input first."""
+        if is_decoder_only(self.base) and inputs.get("input_ids") is not None:
+            input_ids = inputs["input_ids"].repeat_interleave(sequences.shape[0] // inputs["input_ids"].shape[0], 0)
+            return torch.cat([input_ids, sequences], dim=1)
+        return sequences
+
+
+def _left_padding_first(mask: torch.Tensor, length: int) -> torch.Tensor:
+    """Column order [B, l + S] that puts a row's left padding before its l soft tokens: [pad ; P ; input]
+    rather than [P ; pad ; input]. Sliding windows count sequence columns, so padding between the soft
+    tokens and the input would push them out of the window earlier than without padding."""
+    columns = torch.arange(length + mask.shape[1], device=mask.device)[None]
+    pads = (mask.cumsum(1) == 0).sum(1, keepdim=True)  # leading zeros per row
+    return torch.where(columns < pads, columns + length, torch.where(columns < pads + length, columns - pads, columns))
 
 
 def prompt_tuning_added_parameters(config: PromptTuningConfig, shape: BackboneShape) -> int:

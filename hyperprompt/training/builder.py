@@ -9,11 +9,12 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, ByT5Tokenizer, PreTrainedTokenizerBase
 
-from hyperprompt.data import Task, get_task, load_task_spec, train_tokenizer
+from hyperprompt.data import Task, get_task, load_task_spec, make_collator, train_tokenizer
 from hyperprompt.errors import ConfigError, MissingFileError
 from hyperprompt.model import MultiTaskT5
+from hyperprompt.model.causal_lm import TINY_CAUSAL_LMS, is_decoder_only
 from hyperprompt.model.config import MethodConfig
-from hyperprompt.model.presets import TINY_SIZES, load_backbone
+from hyperprompt.model.presets import TINY_PRESETS, TINY_SIZES, load_backbone
 from hyperprompt.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def build_tasks(config: TrainConfig, data_dir: str | Path | None = None,
 def build_tokenizer(config: TrainConfig, tasks: list[Task]) -> PreTrainedTokenizerBase:
     """``byt5`` (offline, bytes), ``trained`` (a Unigram tokenizer fit on the mixture's training
     text, offline), or a hub name / local path. Default: ByT5 for the tiny presets, else the model's own."""
-    name = config.tokenizer or ("byt5" if config.model in TINY_SIZES else config.model)
+    name = config.tokenizer or ("byt5" if config.model in TINY_PRESETS else config.model)
     if name == "byt5":
         return ByT5Tokenizer()
     if name == "trained":
@@ -63,7 +64,7 @@ def _from_hub_or_folder(key: str, name: str, load: Any) -> Any:
     except OSError as error:  # transformers raises OSError (or a subclass) for a missing repo, folder or file
         if Path(name).expanduser().exists():
             raise ConfigError(f"config key '{key}': cannot load {name}: {error}") from None
-        choices = "byt5, trained" if key == "tokenizer" else ", ".join(TINY_SIZES)
+        choices = "byt5, trained" if key == "tokenizer" else ", ".join(TINY_PRESETS)
         raise ConfigError(
             f"config key '{key}': {name!r} is neither a built-in preset ({choices}) nor a local folder, and it "
             "could not be loaded from the Hugging Face hub (hub ids such as google-t5/t5-base need network access "
@@ -81,6 +82,11 @@ def build_model(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, method:
     overrides: dict[str, Any] = dict(config.model_overrides)
     if config.model in TINY_SIZES:
         base = load_backbone(config.model, vocab_size=len(tokenizer), **overrides)
+    elif config.model in TINY_CAUSAL_LMS:  # the tokenizer's special tokens (ByT5: pad 0, eos 1, no BOS)
+        eos = tokenizer.eos_token_id
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+        base = load_backbone(config.model, vocab_size=len(tokenizer), pad_token_id=pad, eos_token_id=eos,
+                             bos_token_id=tokenizer.bos_token_id, **overrides)
     else:
         base = _from_hub_or_folder("model", config.model, lambda: load_backbone(config.model, **overrides))
         if len(tokenizer) > base.config.vocab_size:
@@ -92,6 +98,12 @@ def build_model(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, method:
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     return model
+
+
+def build_collator(model: MultiTaskT5, tokenizer: PreTrainedTokenizerBase, generation: bool = False) -> Any:
+    """The collator for ``model``'s backbone, chosen once here: input and target in one sequence for a
+    decoder-only LM (left-padded for ``generation``), separate encoder and decoder sequences otherwise."""
+    return make_collator(tokenizer, decoder_only=is_decoder_only(model.base), generation=generation)
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:

@@ -3,12 +3,13 @@
 The suite (:func:`hyperprompt.data.synthetic_tasks`) has four tasks of different sizes over the same
 kind of input -- a few letters: ``first`` (2000 training examples), ``last`` (1000), ``reverse`` (500)
 and ``max`` (250). ``first``, ``last`` and ``max`` conflict: the same input has different targets under
-each. Three runs train the same tiny T5 (random init, ByT5 byte tokenizer) with the same steps, data
-order and seed:
+each. Three runs train the same tiny model (random init, ByT5 byte tokenizer; T5 by default, ``--model``
+swaps in a tiny decoder-only preset such as ``llama-tiny``, where input and target share one sequence) with
+the same steps, data order and seed:
 
-- ``t5-no-task-name``: T5 on the inputs alone (method ``mtl`` without a task prefix). It cannot tell the
-  conflicting tasks apart: the floor that task conditioning lifts.
-- ``mtl``: the paper's MTL baseline, T5 with the task name as a text prefix (``first: b a c d``).
+- ``t5-no-task-name``: the model on the inputs alone (method ``mtl`` without a task prefix). It cannot tell
+  the conflicting tasks apart: the floor that task conditioning lifts.
+- ``mtl``: the paper's MTL baseline, with the task name as a text prefix (``first: b a c d``).
 - ``hyperprompt-global``: HyperPrompt-Global with its defaults, told the task by its task id (through the
   hyper-prompts), inputs without a prefix.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hyperprompt.data import synthetic_tasks
+from hyperprompt.model.presets import TINY_PRESETS, TINY_SIZES
 from hyperprompt.training.config import TrainConfig, load_config
 from hyperprompt.training.loop import train
 
@@ -55,11 +57,16 @@ DEMO_RECIPE: dict[str, Any] = {
 HYPERPROMPT_SETTINGS: dict[str, Any] = {}
 
 
-def demo_config(run: str, steps: int, seed: int = 0) -> TrainConfig:
-    """The demo recipe of one of :data:`RUNS` (``t5-no-task-name``, ``mtl`` or ``hyperprompt-global``)."""
+def demo_config(run: str, steps: int, seed: int = 0, model: str = "t5-tiny") -> TrainConfig:
+    """The demo recipe of one of :data:`RUNS` (``t5-no-task-name``, ``mtl`` or ``hyperprompt-global``) on the
+    tiny preset ``model``."""
+    if model not in TINY_PRESETS:
+        raise ValueError(f"the demo trains a tiny preset; choose one of {', '.join(TINY_PRESETS)}")
     method, prefix = RUNS[run]["method"], RUNS[run]["task_prefix"]
-    recipe = {**DEMO_RECIPE, "method": method, "task_prefix": prefix, "max_steps": steps, "save_every": steps,
-              "seed": seed}
+    recipe = {**DEMO_RECIPE, "model": model, "method": method, "task_prefix": prefix, "max_steps": steps,
+              "save_every": steps, "seed": seed}
+    if model not in TINY_SIZES:  # the causal presets have no dropout to switch off
+        recipe["model_overrides"] = {}
     if method.startswith("hyperprompt"):
         recipe["method_settings"] = HYPERPROMPT_SETTINGS
     return load_config(base=recipe)
@@ -84,8 +91,8 @@ def chance_levels(seed: int = 0) -> dict[str, float]:
 
 
 def run_demo(out_dir: str | Path = "runs/demo", steps: int = DEFAULT_STEPS, seed: int = 0,
-             plot: bool = True) -> dict[str, Any]:
-    """Train the three :data:`RUNS` on the synthetic suite, compare them per task.
+             plot: bool = True, model: str = "t5-tiny") -> dict[str, Any]:
+    """Train the three :data:`RUNS` on the synthetic suite (on the tiny preset ``model``), compare them per task.
 
     Writes ``out_dir/<run>/`` (each a full run directory), ``out_dir/results.json`` and
     ``out_dir/demo.png``; returns the content of ``results.json``.
@@ -100,7 +107,7 @@ def run_demo(out_dir: str | Path = "runs/demo", steps: int = DEFAULT_STEPS, seed
         run_started = time.time()
         if (out / run / "config.yaml").is_file():  # an earlier demo run: start afresh
             shutil.rmtree(out / run)
-        config = demo_config(run, steps, seed)
+        config = demo_config(run, steps, seed, model)
         runs[run] = {"title": RUNS[run]["title"], "label": run_label(config), "method": config.method,
                      "method_label": config.method_config(config.tasks).label,
                      "task_prefix": config.task_prefix, "dir": str(out / run)}
@@ -109,6 +116,7 @@ def run_demo(out_dir: str | Path = "runs/demo", steps: int = DEFAULT_STEPS, seed
         seconds[run] = time.time() - run_started
         scores[run] = {name: r["score"] for name, r in results["final"]["tasks"].items()}
     summary = {
+        "model": model,
         "steps": steps,
         "seed": seed,
         "tasks": {name: {"chance": chance[name], **{run: scores[run][name] for run in RUNS}} for name in chance},
@@ -159,7 +167,7 @@ def plot_demo(summary: dict[str, Any], path: Path) -> None:
     axes.set_xticks(range(len(names)), [n.split("/", 1)[-1] for n in names])
     axes.set_ylabel("validation accuracy / exact match (%)")
     axes.set_ylim(0, 125)
-    axes.set_title(f"Synthetic conflicting tasks, t5-tiny, {summary['steps']} steps")
+    axes.set_title(f"Synthetic conflicting tasks, {summary.get('model', 't5-tiny')}, {summary['steps']} steps")
     axes.legend(loc="upper center", ncol=2, fontsize=7, frameon=False)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -17,9 +17,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from hyperprompt.data import EncodedSplit, Seq2SeqCollator, Task, benchmark_score, task_score
+from hyperprompt.data import EncodedSplit, Task, benchmark_score, task_score
 from hyperprompt.data.tokenize import tokenize_texts
 from hyperprompt.model import MultiTaskT5
+from hyperprompt.training.builder import build_collator
 
 
 def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int) -> list[np.ndarray]:
@@ -47,7 +48,7 @@ def generate_texts(
     Inputs are sorted by length and batched, which keeps padding small.
     """
     device = next(model.parameters()).device
-    collate = Seq2SeqCollator(tokenizer.pad_token_id)
+    collate = build_collator(model, tokenizer, generation=True)
     order = sorted(range(len(input_ids)), key=lambda i: len(input_ids[i]))
     texts: list[str] = [""] * len(input_ids)
     was_training = model.training
@@ -62,6 +63,7 @@ def generate_texts(
             output = model.generate(input_ids=batch["input_ids"].to(device),
                                     attention_mask=batch["attention_mask"].to(device),
                                     task_ids=batch["task_ids"].to(device), **kwargs)
+            output = collate.new_tokens(output, batch)
             for row, text in zip(rows, tokenizer.batch_decode(output, skip_special_tokens=True), strict=True):
                 texts[row] = text.strip()
             if progress is not None:

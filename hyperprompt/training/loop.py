@@ -35,7 +35,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers.utils import logging as hf_logging
 
-from hyperprompt.data import EncodedSplit, Mixture, MixtureBatches, Seq2SeqCollator, encode_task
+from hyperprompt.data import EncodedSplit, Mixture, MixtureBatches, encode_task
 from hyperprompt.errors import (
     ConfigError,
     HyperPromptError,
@@ -45,7 +45,13 @@ from hyperprompt.errors import (
 )
 from hyperprompt.training import rundir
 from hyperprompt.training.best import build_results, new_best, save_best, summary_table, update_best
-from hyperprompt.training.builder import build_model, build_tokenizer, count_parameters, load_tokenizer
+from hyperprompt.training.builder import (
+    build_collator,
+    build_model,
+    build_tokenizer,
+    count_parameters,
+    load_tokenizer,
+)
 from hyperprompt.training.checkpoint import (
     checkpoint_dirs,
     good_checkpoints,
@@ -221,10 +227,10 @@ def setup(config: TrainConfig, out: Path, resume: bool, resume_from: int | None)
     # Each process gets its share of every global batch and splits it into micro-batches, so the
     # examples of a step do not depend on the number of processes or accumulation steps.
     sampler = mixture.sampler(config.batch_size // world, config.seed, mixed=mix.mixed, num_replicas=world, rank=rank)
-    batches = MixtureBatches(train_splits, sampler, Seq2SeqCollator(tokenizer.pad_token_id), accumulation=accum)
 
     # --- model, optimizer, resume --------------------------------------------------------------------
     model = build_model(config, tokenizer, recipe.method)
+    batches = MixtureBatches(train_splits, sampler, build_collator(model, tokenizer), accumulation=accum)
     if plan.resume_from is not None:
         loaded = (plan.resume_from, *load_checkpoint(plan.resume_from, model, rank))
     else:
