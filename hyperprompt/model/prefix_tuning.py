@@ -20,6 +20,7 @@ encoder's keys and values seen by each decoder layer.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -75,6 +76,13 @@ class PrefixTuningConfig(MethodConfig, PromptedStacksMixin):
         check_positive(self, "reparameterization_hidden_dim", "cross_prompt_length")
         if not 0.0 <= self.prefix_dropout < 1.0:
             raise ValueError(f"prefix_dropout must be in [0, 1), got {self.prefix_dropout!r}.")
+
+    def for_stacks(self, stacks: tuple[str, ...]) -> PrefixTuningConfig:
+        """On a backbone without an encoder (a decoder-only LM) there is no cross-attention to prefix."""
+        config = super().for_stacks(stacks)
+        if "encoder" not in stacks and config.cross_attention:
+            config = dataclasses.replace(config, cross_attention=False)
+        return config
 
     def prefix_lengths(self) -> dict[str, int]:
         """``{kind: l}`` for the kinds of attention that get prefixes, in :data:`PREFIX_KINDS` order."""

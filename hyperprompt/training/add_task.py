@@ -21,9 +21,10 @@ from typing import Any
 
 import torch
 
-from hyperprompt.data import Seq2SeqCollator, encode_task, get_task, load_task_spec
+from hyperprompt.data import encode_task, get_task, load_task_spec
 from hyperprompt.errors import InputError
 from hyperprompt.model.extend import train_only_new_rows, with_new_tasks
+from hyperprompt.training.builder import build_collator
 from hyperprompt.training.checkpoint import load_run_checkpoint, save_model_dir
 from hyperprompt.training.evaluate import evaluate_tasks
 from hyperprompt.training.recipe import resolve
@@ -90,7 +91,7 @@ def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "e
     size = len(train_split) if num_examples is None else min(num_examples, len(train_split))
     if size == 0:
         raise InputError(f"{new_task.name} has no training examples")
-    collate = Seq2SeqCollator(tokenizer.pad_token_id)
+    collate = build_collator(model, tokenizer)
 
     def evaluate() -> dict[str, Any]:
         return evaluate_tasks(model, tokenizer, [new_task], [eval_split], batch_size=config.eval.batch_size,
