@@ -76,12 +76,17 @@ class PromptState:
 
 
 def _combined_bias(
-    position_bias: torch.Tensor,
+    position_bias: torch.Tensor | None,
     mask: torch.Tensor | None,
     prompt_length: int,
-    dtype: torch.dtype,
+    query: torch.Tensor,
+    key: torch.Tensor,
 ) -> torch.Tensor:
-    """Additive scores bias [B|1, h, q, l + k]: zeros for the l prompt columns, T5's bias and mask after."""
+    """Additive scores bias [B|1, h, q, l + k]: zeros for the l prompt columns, T5's bias (zeros for
+    backbones without one) and the mask after."""
+    dtype = query.dtype
+    if position_bias is None:
+        position_bias = query.new_zeros(1, query.shape[1], query.shape[2], key.shape[2])
     bias = position_bias.to(dtype)
     if mask is not None:
         if mask.dtype == torch.bool:
@@ -112,7 +117,8 @@ def prompted_attention(
     Args:
         query: [B, h, q, d_kv]; key, value: [B, h, k, d_kv] (real tokens only, as cached).
         attention_mask: boolean [B, 1, q, k] (True = attend) or None for "attend everywhere".
-        position_bias: T5's relative bias [1 | B, h, q, k] (zeros in layers without one).
+        position_bias: T5's relative bias [1 | B, h, q, k] (zeros in layers without one); None for
+            backbones with absolute positions (BART, BERT).
         prompt_state: per-forward prompts (see :class:`PromptState`); None runs plain attention.
         prompt_row_index: [B] row of each example in the state's prompt table (expanded with beams).
 
@@ -126,17 +132,16 @@ def prompted_attention(
         prompts = prompt_state.layer_prompts(slot, prompt_row_index, query.shape[0])
     prompt_length = 0 if prompts is None else prompts[0].shape[2]
 
-    if position_bias is None:
-        position_bias = query.new_zeros(1, query.shape[1], query.shape[2], key.shape[2])
-
     # The combined bias depends only on (position_bias, mask, l), which every layer of a stack shares
     # in one forward: build it once per stack. Identity checks hold the tensors, so ids cannot be reused.
+    # (BART and BERT pass no position bias: None is None, so the mask alone decides.)
     cache_key = (slot[0] if slot is not None else "cross", prompt_length)
     cached = None if prompt_state is None else prompt_state.bias_cache.get(cache_key)
-    if cached is not None and cached[0] is position_bias and cached[1] is attention_mask:
+    if (cached is not None and cached[0] is position_bias and cached[1] is attention_mask
+            and cached[3].shape[-2] == query.shape[2] and cached[3].shape[-1] == prompt_length + key.shape[2]):
         bias = cached[3]
     else:
-        bias = _combined_bias(position_bias, attention_mask, prompt_length, query.dtype)
+        bias = _combined_bias(position_bias, attention_mask, prompt_length, query, key)
         if prompt_state is not None:
             prompt_state.bias_cache[cache_key] = (position_bias, attention_mask, prompt_length, bias)
 

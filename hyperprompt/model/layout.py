@@ -64,6 +64,10 @@ class BackboneLayout:
             tuple whose first item is the attention output [B, n, d_model].
         feed_forward: ``{stack: [module per layer]}``: the feed-forward modules, output [B, n, d_model].
         d_model: the residual width; num_heads: h; head_dim: d_kv, the width of one head's keys/values.
+        attention_output: ``{stack: [module per layer]}`` whose output [B, n, d_model] is the self-attention
+            sublayer's output before dropout and the residual add, where adapters go; None: the
+            self-attention modules themselves (T5, BART). BERT's self-attention module stops before its
+            output projection, so there it is ``attention.output.dense``.
     """
 
     family: str
@@ -73,6 +77,7 @@ class BackboneLayout:
     d_model: int
     num_heads: int
     head_dim: int
+    attention_output: dict[str, list[nn.Module]] | None = None
 
     @property
     def num_layers(self) -> dict[str, int]:
@@ -95,6 +100,9 @@ class BackboneFamily:
     model_types: tuple[str, ...]
     shape: Callable[[Any], BackboneShape]
     layout: Callable[[nn.Module], BackboneLayout]
+    #: ``EncoderDecoderModel`` hands its decoder only the forward kwargs named ``decoder_<name>``: the
+    #: conditioning kwargs are then passed under both names (empty: one name reaches both stacks)
+    decoder_kwargs_prefix: str = ""
 
 
 def t5_shape(config: Any) -> BackboneShape:
@@ -147,7 +155,7 @@ def family_of_model(base: Any) -> BackboneFamily:
     supported = [name for family in FAMILIES.values() for name in family.model_classes]
     raise ValueError(
         f"unsupported model class {type(base).__name__}; HyperPrompt wraps one of {', '.join(supported)} "
-        "(load it with AutoModelForSeq2SeqLM or build it from a T5Config)."
+        "(load it with AutoModelForSeq2SeqLM or build it from its config)."
     )
 
 
@@ -161,6 +169,16 @@ def family_of_config(config: Any) -> BackboneFamily:
     raise ValueError(f"unsupported model type {model_type!r}; supported: {', '.join(supported)}.")
 
 
+def _register_encoder_decoder_families() -> None:
+    """BART / mBART and BERT2BERT (``layout_encdec.py``), added to :data:`FAMILIES` on import."""
+    from hyperprompt.model.layout_encdec import ENCODER_DECODER_FAMILIES
+
+    FAMILIES.update(ENCODER_DECODER_FAMILIES)
+
+
 def backbone_layout(base: nn.Module) -> BackboneLayout:
     """The layout of ``base``; a ValueError if no family covers its class."""
     return family_of_model(base).layout(base)
+
+
+_register_encoder_decoder_families()
