@@ -31,6 +31,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.utils import logging as transformers_logging
 
 from hyperprompt.errors import ConfigError
 from hyperprompt.model.layout_encdec import BERT_MODEL_TYPES
@@ -47,6 +48,9 @@ _TINY = dict(d_model=64, num_heads=4, d_ff=128, layers=2, max_positions=1024, dr
 
 
 def _tiny_settings(overrides: dict[str, Any]) -> dict[str, Any]:
+    if "dropout_rate" in overrides:  # T5's name for it, as in the t5-tiny recipes
+        overrides = {**overrides, "dropout": overrides["dropout_rate"]}
+        del overrides["dropout_rate"]
     unknown = sorted(set(overrides) - set(_TINY))
     if unknown:
         raise ConfigError(f"config key 'model_overrides': {unknown} not known for this preset; "
@@ -146,6 +150,10 @@ def warm_start_tokenizer(name: str | Path) -> PreTrainedTokenizerBase:
         raise ConfigError(f"the tokenizer of {name} has no [SEP], [CLS] or [PAD] token; a BERT-family tokenizer has")
     tokenizer.eos_token = tokenizer.sep_token
     tokenizer.bos_token = tokenizer.cls_token
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # sentence-transformers exports pad and cut every text to 128 tokens in tokenizer.json
+        backend.no_padding()
+        backend.no_truncation()
     return tokenizer
 
 
@@ -165,10 +173,17 @@ def warm_started_bert2bert(name: str | Path = MINILM_PRESET, decoder_layers: int
     if decoder_layers < 1 or decoder_layers > encoder_config.num_hidden_layers:
         raise ConfigError(f"config key 'model_overrides.decoder_layers': {decoder_layers} is not in "
                           f"1..{encoder_config.num_hidden_layers} (the checkpoint's layers)")
-    encoder = BertModel.from_pretrained(str(folder))
     decoder_config = BertConfig.from_pretrained(str(folder), is_decoder=True, add_cross_attention=True,
                                                 num_hidden_layers=decoder_layers, tie_word_embeddings=True)
-    decoder = BertLMHeadModel.from_pretrained(str(folder), config=decoder_config)
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # the load reports list every new cross-attention weight
+    try:
+        encoder = BertModel.from_pretrained(str(folder))
+        decoder = BertLMHeadModel.from_pretrained(str(folder), config=decoder_config)
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    logger.info("BERT2BERT from %s: %d encoder layers, %d decoder layers (new cross-attention and LM-head "
+                "transform)", folder, encoder_config.num_hidden_layers, decoder_layers)
     model = EncoderDecoderModel(encoder=encoder, decoder=decoder)
     model.config._name_or_path = str(name)
     return _set_special_tokens(model, pad=tokenizer.pad_token_id, eos=tokenizer.sep_token_id,
