@@ -158,7 +158,8 @@ def warm_start_tokenizer(name: str | Path) -> PreTrainedTokenizerBase:
 
 
 def warm_started_bert2bert(name: str | Path = MINILM_PRESET, decoder_layers: int = 2,
-                           tokenizer: PreTrainedTokenizerBase | None = None) -> EncoderDecoderModel:
+                           tokenizer: PreTrainedTokenizerBase | None = None,
+                           cross_attention_init: str = "random") -> EncoderDecoderModel:
     """BERT2BERT from a BERT-family checkpoint (``minilm-bert2bert`` or a local folder).
 
     Args:
@@ -166,7 +167,12 @@ def warm_started_bert2bert(name: str | Path = MINILM_PRESET, decoder_layers: int
             layers (self-attention, FFN), its cross-attention and LM-head transform start random.
         tokenizer: the tokenizer whose special tokens set pad / EOS / decoder start (default: the
             checkpoint's, :func:`warm_start_tokenizer`).
+        cross_attention_init: ``random`` (Rothe et al.) or ``self``: each decoder layer's cross-attention
+            starts as a copy of that layer's self-attention (projections, output dense and LayerNorm).
     """
+    if cross_attention_init not in ("random", "self"):
+        raise ConfigError(f"config key 'model_overrides.cross_attention_init': {cross_attention_init!r} is not "
+                          "'random' or 'self'")
     folder = warm_start_folder(name)
     tokenizer = tokenizer or warm_start_tokenizer(name)
     encoder_config = BertConfig.from_pretrained(str(folder))
@@ -184,6 +190,9 @@ def warm_started_bert2bert(name: str | Path = MINILM_PRESET, decoder_layers: int
         transformers_logging.set_verbosity(verbosity)
     logger.info("BERT2BERT from %s: %d encoder layers, %d decoder layers (new cross-attention and LM-head "
                 "transform)", folder, encoder_config.num_hidden_layers, decoder_layers)
+    if cross_attention_init == "self":
+        for layer in decoder.bert.encoder.layer:
+            layer.crossattention.load_state_dict(layer.attention.state_dict())
     model = EncoderDecoderModel(encoder=encoder, decoder=decoder)
     model.config._name_or_path = str(name)
     return _set_special_tokens(model, pad=tokenizer.pad_token_id, eos=tokenizer.sep_token_id,

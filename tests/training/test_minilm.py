@@ -117,3 +117,13 @@ def test_minilm_recipes_load(name):
         assert config.model == "minilm-bert2bert" and config.tasks == TASKS
         assert config.eval.max_examples_per_task is None  # the full validation sets
         assert config.max_input_length <= 512  # MiniLM's position embeddings
+
+
+
+def test_cross_attention_can_start_as_a_copy_of_self_attention():
+    model, _ = build({"model": "minilm-bert2bert", "model_overrides": {"cross_attention_init": "self"}})
+    for layer in model.base.decoder.bert.encoder.layer:
+        for name, weight in layer.attention.state_dict().items():
+            assert torch.equal(layer.crossattention.state_dict()[name], weight), name
+    with pytest.raises(ConfigError, match="cross_attention_init.*'copy'"):
+        build({"model": "minilm-bert2bert", "model_overrides": {"cross_attention_init": "copy"}})
