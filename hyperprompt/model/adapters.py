@@ -118,11 +118,13 @@ class AdapterState:
 
 def _adapt_attention_output(module: nn.Module, args: tuple, kwargs: dict[str, Any], output: Any) -> Any:
     """Forward hook of a block's self-attention (which receives the forward kwargs): adapt its output
-    and hand the adapter inputs to the block's feed-forward module, which receives no kwargs."""
+    and hand the adapter inputs to the block's feed-forward module, which receives no kwargs (and to the
+    attention output module, where that is another module: BERT)."""
     state = kwargs.get("adapter_state")
     inputs = None if state is None else (state, kwargs.get("adapter_row_index"))
-    module._adapter_feed_forward[0]._adapter_inputs = inputs
-    if inputs is None:
+    for receiver in module._adapter_feed_forward:
+        receiver._adapter_inputs = inputs
+    if inputs is None or getattr(module, "_adapter_output_elsewhere", False):
         return None
     attention_output, *rest = output  # T5Attention returns (output, position_bias, weights)
     return (state.apply(module._adapter_slot, attention_output, inputs[1]), *rest)
@@ -142,6 +144,7 @@ def install_adapter_hooks(layout: BackboneLayout) -> None:
 
     The hooks sit on modules called *inside* a block's forward (``T5Block.forward``), so gradient
     checkpointing (which re-runs ``forward``, not the block's own hooks) recomputes the adapters too."""
+    outputs = layout.attention_output or {}
     for stack in layout.stacks:
         for layer, (attention, feed_forward) in enumerate(zip(layout.self_attention[stack],
                                                               layout.feed_forward[stack], strict=True)):
@@ -153,6 +156,13 @@ def install_adapter_hooks(layout: BackboneLayout) -> None:
             feed_forward._adapter_inputs = None
             attention.register_forward_hook(_adapt_attention_output, with_kwargs=True)
             feed_forward.register_forward_hook(_adapt_feed_forward_output)
+            output = outputs[stack][layer] if stack in outputs else attention
+            if output is not attention:  # the sublayer's output comes from a later module (BERT)
+                attention._adapter_output_elsewhere = True
+                attention._adapter_feed_forward = (feed_forward, output)
+                output._adapter_slot = attention._adapter_slot
+                output._adapter_inputs = None
+                output.register_forward_hook(_adapt_feed_forward_output)
 
 
 class AdapterModel(MultiTaskT5):

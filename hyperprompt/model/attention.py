@@ -123,7 +123,7 @@ def prompted_attention(
         attention_mask: boolean [B, 1, q, k] (True = attend) or None for "attend everywhere". Causality and
             sliding windows are in it, so they never reach the prompt columns.
         position_bias: T5's relative bias [1 | B, h, q, k] (zeros in layers without one); None in rotary
-            models.
+            models and in backbones with absolute positions (BART, BERT).
         prompt_state: per-forward prompts (see :class:`PromptState`); None runs plain attention.
         prompt_row_index: [B] row of each example in the state's prompt table (expanded with beams).
         softcap: Gemma2's logit soft-capping ``c * tanh(scores / c)``, applied to prompt scores too.
@@ -140,9 +140,12 @@ def prompted_attention(
 
     # The combined bias depends only on (position_bias, mask, l), which every layer of a stack shares
     # in one forward: build it once per stack. Identity checks hold the tensors, so ids cannot be reused.
+    # (BART, BERT and rotary models pass no position bias: None is None, so the mask alone decides.)
     cache_key = (slot[0] if slot is not None else "cross", prompt_length)
     cached = None if prompt_state is None else prompt_state.bias_cache.get(cache_key)
-    if cached is not None and cached[0] is position_bias and cached[1] is attention_mask:
+    if (cached is not None and cached[0] is position_bias and cached[1] is attention_mask
+            and (cached[3] is None or (cached[3].shape[-2] == query.shape[2]
+                                       and cached[3].shape[-1] == prompt_length + key.shape[2]))):
         bias = cached[3]
     else:
         bias = _combined_bias(position_bias, attention_mask, prompt_length, query.dtype)

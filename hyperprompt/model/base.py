@@ -242,6 +242,7 @@ class MultiTaskT5(nn.Module):
             # T5's decoder would fill a KV cache (its config's use_cache) that training never reads; activation
             # checkpointing that recomputes a block would append its keys to that cache a second time.
             inputs.setdefault("use_cache", False)
+        plain = dict(inputs)
         if not self._disabled:
             batch_size = _batch_size(inputs)
             task_ids = self.task_ids_tensor(task_ids, batch_size, self._device())
@@ -249,7 +250,7 @@ class MultiTaskT5(nn.Module):
         if self._attention_observer is not None:
             state = inputs.setdefault("prompt_state", PromptState({}))
             state.attention_observer = self._attention_observer
-        return self.base(**inputs)
+        return self.base(**self._to_both_stacks(inputs, plain))
 
     @torch.no_grad()
     def generate(
@@ -274,7 +275,7 @@ class MultiTaskT5(nn.Module):
             return self.base.generate(**inputs)
         batch_size = _batch_size(inputs)
         task_ids = self.task_ids_tensor(task_ids, batch_size, self._device())
-        conditioned = self.conditioning_inputs(task_ids, inputs)
+        conditioned = self._to_both_stacks(self.conditioning_inputs(task_ids, inputs), inputs)
         extra = [k for k in conditioned if k not in inputs and k not in _GENERATE_INPUT_NAMES]
         with _accept_model_kwargs(self.base, extra):
             return self.generated_sequences(self.base.generate(**conditioned), inputs)
@@ -283,6 +284,17 @@ class MultiTaskT5(nn.Module):
         """What :meth:`generate` returns, from the backbone's ``sequences`` and the unconditioned ``inputs``
         (the backbone's own output unless a method changed what it generated after)."""
         return sequences
+
+    def _to_both_stacks(self, conditioned: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+        """``conditioned`` with each kwarg the method added (not the encoder inputs prompt tuning replaces)
+        also under the decoder's name, for backbones
+        whose decoder reads only prefixed kwargs (``EncoderDecoderModel``: ``decoder_prompt_state``)."""
+        prefix = family_of_model(self.base).decoder_kwargs_prefix
+        if not prefix:
+            return conditioned
+        added = {f"{prefix}{k}": v for k, v in conditioned.items()
+                 if k not in inputs and k not in _GENERATE_INPUT_NAMES and not k.startswith(prefix)}
+        return {**conditioned, **added}
 
     def _device(self) -> torch.device:
         return next(self.base.parameters()).device

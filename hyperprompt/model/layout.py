@@ -76,6 +76,10 @@ class BackboneLayout:
             grouped-query attention); head_dim: d_kv, the width of one head's keys/values.
         cross_attention: the decoder's cross-attention modules, one per decoder layer (empty for a backbone
             without cross-attention); they receive the forward kwargs like the self-attention modules.
+        attention_output: ``{stack: [module per layer]}`` whose output [B, n, d_model] is the self-attention
+            sublayer's output before dropout and the residual add, where adapters go; None: the
+            self-attention modules themselves (T5, BART). BERT's self-attention module stops before its
+            output projection, so there it is ``attention.output.dense``.
     """
 
     family: str
@@ -86,6 +90,7 @@ class BackboneLayout:
     num_heads: int
     head_dim: int
     cross_attention: list[nn.Module] = field(default_factory=list)
+    attention_output: dict[str, list[nn.Module]] | None = None
 
     @property
     def num_layers(self) -> dict[str, int]:
@@ -108,6 +113,9 @@ class BackboneFamily:
     model_types: tuple[str, ...]
     shape: Callable[[Any], BackboneShape]
     layout: Callable[[nn.Module], BackboneLayout]
+    #: ``EncoderDecoderModel`` hands its decoder only the forward kwargs named ``decoder_<name>``: the
+    #: conditioning kwargs are then passed under both names (empty: one name reaches both stacks)
+    decoder_kwargs_prefix: str = ""
 
 
 def t5_shape(config: Any) -> BackboneShape:
@@ -183,6 +191,13 @@ def family_of_config(config: Any) -> BackboneFamily:
     raise ValueError(f"unsupported model type {model_type!r}; supported: {', '.join(supported)}.")
 
 
+def _register_encoder_decoder_families() -> None:
+    """BART / mBART and BERT2BERT (``layout_encdec.py``), added to :data:`FAMILIES` on import."""
+    from hyperprompt.model.layout_encdec import ENCODER_DECODER_FAMILIES
+
+    FAMILIES.update(ENCODER_DECODER_FAMILIES)
+
+
 def backbone_layout(base: nn.Module) -> BackboneLayout:
     """The layout of ``base``; a ValueError if no family covers its class."""
     return family_of_model(base).layout(base)
@@ -194,3 +209,6 @@ def layer_norm_parameters(base: nn.Module) -> list[nn.Parameter]:
     return [parameter for module in base.modules()
             if isinstance(module, nn.LayerNorm) or type(module).__name__.endswith(("LayerNorm", "RMSNorm"))
             for parameter in module.parameters(recurse=False)]
+
+
+_register_encoder_decoder_families()

@@ -15,6 +15,13 @@ from hyperprompt.model import MultiTaskT5
 from hyperprompt.model.causal_lm import TINY_CAUSAL_LMS, is_decoder_only
 from hyperprompt.model.config import MethodConfig
 from hyperprompt.model.presets import TINY_PRESETS, TINY_SIZES, load_backbone
+from hyperprompt.model.presets_encdec import (
+    ENCDEC_TINY_PRESETS,
+    MINILM_PRESET,
+    is_bert_folder,
+    warm_start_tokenizer,
+    warm_started_bert2bert,
+)
 from hyperprompt.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -48,9 +55,12 @@ def build_tasks(config: TrainConfig, data_dir: str | Path | None = None,
 def build_tokenizer(config: TrainConfig, tasks: list[Task]) -> PreTrainedTokenizerBase:
     """``byt5`` (offline, bytes), ``trained`` (a Unigram tokenizer fit on the mixture's training
     text, offline), or a hub name / local path. Default: ByT5 for the tiny presets, else the model's own."""
-    name = config.tokenizer or ("byt5" if config.model in TINY_PRESETS else config.model)
+    name = config.tokenizer or ("byt5" if config.model in TINY_PRESETS or config.model in ENCDEC_TINY_PRESETS
+                                else config.model)
     if name == "byt5":
         return ByT5Tokenizer()
+    if name == MINILM_PRESET or is_bert_folder(name):  # WordPiece with [SEP] as EOS (presets_encdec.py)
+        return warm_start_tokenizer(name)
     if name == "trained":
         texts = (text for task in tasks for ex in task.load("train") for text in (ex["inputs"], ex["targets"]))
         return train_tokenizer(texts, vocab_size=config.tokenizer_vocab_size)
@@ -64,7 +74,8 @@ def _from_hub_or_folder(key: str, name: str, load: Any) -> Any:
     except OSError as error:  # transformers raises OSError (or a subclass) for a missing repo, folder or file
         if Path(name).expanduser().exists():
             raise ConfigError(f"config key '{key}': cannot load {name}: {error}") from None
-        choices = "byt5, trained" if key == "tokenizer" else ", ".join(TINY_PRESETS)
+        choices = ("byt5, trained" if key == "tokenizer"
+                   else ", ".join([*TINY_PRESETS, *ENCDEC_TINY_PRESETS, MINILM_PRESET]))
         raise ConfigError(
             f"config key '{key}': {name!r} is neither a built-in preset ({choices}) nor a local folder, and it "
             "could not be loaded from the Hugging Face hub (hub ids such as google-t5/t5-base need network access "
@@ -87,6 +98,10 @@ def build_model(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, method:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
         base = load_backbone(config.model, vocab_size=len(tokenizer), pad_token_id=pad, eos_token_id=eos,
                              bos_token_id=tokenizer.bos_token_id, **overrides)
+    elif config.model in ENCDEC_TINY_PRESETS:
+        base = ENCDEC_TINY_PRESETS[config.model](vocab_size=len(tokenizer), **overrides)
+    elif config.model == MINILM_PRESET or is_bert_folder(config.model):  # a warm-started BERT2BERT
+        base = warm_started_bert2bert(config.model, tokenizer=tokenizer, **overrides)
     else:
         base = _from_hub_or_folder("model", config.model, lambda: load_backbone(config.model, **overrides))
         if len(tokenizer) > base.config.vocab_size:

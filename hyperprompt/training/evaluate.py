@@ -30,6 +30,17 @@ def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_l
             for ids in tokenize_texts(tokenizer, list(texts))]
 
 
+def decoded_targets(tokenizer: PreTrainedTokenizerBase, targets: Sequence[str]) -> dict[str, str]:
+    """``{decoded text: target}`` for the targets whose tokens do not decode back to themselves, so that
+    a generated text equal to a target's decoding counts as that target. WordPiece lowercases and splits
+    at punctuation: ``not_entailment`` decodes as ``not _ entailment``, ``False`` as ``false``, ``3.8`` as
+    ``3. 8``. SentencePiece (T5) round-trips the GLUE/SuperGLUE targets, so nothing changes there."""
+    unique = sorted(set(targets))
+    decoded = tokenizer.batch_decode([list(ids) for ids in tokenize_texts(tokenizer, unique)],
+                                     skip_special_tokens=True)
+    return {text.strip(): target for text, target in zip(decoded, unique, strict=True) if text.strip() != target}
+
+
 @torch.no_grad()
 def generate_texts(
     model: MultiTaskT5,
@@ -125,6 +136,9 @@ def evaluate_tasks(
             pairs = gather_object(pairs)
         by_index = dict(pairs)
         texts = [by_index[i] for i in range(n)]
+        targets = [ex["targets"] for ex in split.examples] + list(task.label_names or ())
+        forms = decoded_targets(tokenizer, targets)
+        texts = [forms.get(text, text) for text in texts]
         metrics = task.compute_metrics(texts, split.examples[:n])
         results["tasks"][task.name] = {"metrics": metrics, "score": task_score(metrics), "num_examples": n}
         predictions[task.name] = texts

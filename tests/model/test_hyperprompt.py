@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from transformers import BartConfig, BartForConditionalGeneration, T5ForConditionalGeneration
+from transformers import BertConfig, BertModel, T5ForConditionalGeneration
 
 from hyperprompt import HyperPromptConfig, HyperPromptModel, MultiTaskT5
 from hyperprompt.model.params import BackboneShape, added_parameters
@@ -441,11 +441,10 @@ def test_bad_config_and_model_class_give_clear_errors():
         HyperPromptConfig(task_names=[])
     with pytest.raises(ValueError, match="unknown key.*prompt_len"):
         HyperPromptConfig.from_dict({"method": "hyperprompt-global", "task_names": ["a"], "prompt_len": 3})
-    bart = BartForConditionalGeneration(BartConfig(vocab_size=50, d_model=16, encoder_layers=1, decoder_layers=1,
-                                                   encoder_attention_heads=2, decoder_attention_heads=2,
-                                                   encoder_ffn_dim=16, decoder_ffn_dim=16))
-    with pytest.raises(ValueError, match="unsupported model class BartForConditionalGeneration.*T5ForConditionalGeneration"):
-        HyperPromptModel.from_base(bart, HyperPromptConfig(task_names=["a"]))
+    encoder_only = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                        intermediate_size=16))
+    with pytest.raises(ValueError, match="unsupported model class BertModel.*T5ForConditionalGeneration"):
+        HyperPromptModel.from_base(encoder_only, HyperPromptConfig(task_names=["a"]))
 
 
 # --- other backbones and options ----------------------------------------------------------------

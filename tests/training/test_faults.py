@@ -189,8 +189,9 @@ def test_bad_models_and_output_directories_give_one_line_errors(tmp_path, tools)
                            "--out", tmp_path / "a")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert ("config key 'model': 't5-tiniest' is neither a built-in preset (t5-tiny, t5-mini, llama-tiny, "
-            "mistral-tiny, qwen2-tiny, qwen3-tiny, gemma2-tiny, gemma3-tiny, phi3-tiny, olmo2-tiny) nor a local folder"
-            in result.stderr and "need network access" in result.stderr)
+            "mistral-tiny, qwen2-tiny, qwen3-tiny, gemma2-tiny, gemma3-tiny, phi3-tiny, olmo2-tiny, bart-tiny, "
+            "mbart-tiny, bert2bert-tiny, minilm-bert2bert) nor a local folder" in result.stderr)
+    assert "need network access" in result.stderr
     recipe = tools.write_recipe(tmp_path / "r.yaml", base)
     afile = tmp_path / "afile"
     afile.write_text("x")

