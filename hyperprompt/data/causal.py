@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hyperprompt.data.collator import Seq2SeqCollator
+from hyperprompt.data.collator import Seq2SeqCollator, check_features
 from hyperprompt.errors import InputError
 
 PADDING_SIDES = ("right", "left")
@@ -69,12 +69,7 @@ class CausalLMCollator:
         return padded, mask
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        if not features:
-            raise InputError("cannot collate an empty batch")
-        for key in ("input_ids", "labels", "task_id"):
-            present = sum(key in f for f in features)
-            if 0 < present < len(features) or (key == "input_ids" and present == 0):
-                raise InputError(f"{key!r} is in {present} of {len(features)} features; it must be in all")
+        check_features(features)
         with_targets = "labels" in features[0]
         prefixes = [self.bos + [int(t) for t in f["input_ids"]] for f in features]
         targets = [[int(t) for t in f["labels"]] if with_targets else [] for f in features]

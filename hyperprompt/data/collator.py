@@ -44,12 +44,7 @@ class Seq2SeqCollator:
         return padded, mask
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        if not features:
-            raise InputError("cannot collate an empty batch")
-        for key in ("input_ids", "labels", "task_id"):
-            present = sum(key in f for f in features)
-            if 0 < present < len(features) or (key == "input_ids" and present == 0):
-                raise InputError(f"{key!r} is in {present} of {len(features)} features; it must be in all")
+        check_features(features)
         input_ids, mask = self._pad([f["input_ids"] for f in features], self.pad_token_id)
         batch = {
             "input_ids": torch.from_numpy(input_ids),
@@ -65,3 +60,14 @@ class Seq2SeqCollator:
     def new_tokens(self, sequences: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The generated text's tokens: an encoder-decoder's output is all decoder tokens."""
         return sequences
+
+
+def check_features(features: Sequence[Mapping[str, Any]]) -> None:
+    """A batch's features must be non-empty and agree on which of ``input_ids`` (required), ``labels`` and
+    ``task_id`` they have; an InputError says what is wrong."""
+    if not features:
+        raise InputError("cannot collate an empty batch")
+    for key in ("input_ids", "labels", "task_id"):
+        present = sum(key in f for f in features)
+        if 0 < present < len(features) or (key == "input_ids" and present == 0):
+            raise InputError(f"{key!r} is in {present} of {len(features)} features; it must be in all")
