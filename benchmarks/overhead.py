@@ -150,6 +150,21 @@ def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", type=int, default=8)
 
 
+def time_training(models: dict, batch: dict, args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Per model: ``args.repeats`` training-step times, interleaved across the models after one warm-up step
+    each (so load drift on a shared machine hits them alike), and the peak training memory."""
+    optimizers = {n: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-5)
+                  for n, m in models.items()}
+    for name, model in models.items():  # warm-up (allocator, first-call overheads)
+        model.train()
+        train_step(model, optimizers[name], batch, args)
+    times: dict[str, list[float]] = {n: [] for n in models}
+    for _ in range(args.repeats):
+        for name, model in models.items():
+            times[name].append(train_step(model, optimizers[name], batch, args))
+    return times, {n: training_memory(m, optimizers[n], batch, args) for n, m in models.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_shape_arguments(parser)
@@ -170,16 +185,7 @@ def main() -> None:
 
     models = build_models(args)
     batch = make_batch(args, models["t5"].base.config.vocab_size)
-    optimizers = {n: torch.optim.AdamW(m.parameters(), lr=1e-5) for n, m in models.items()}
-    for name, model in models.items():  # warm-up (allocator, first-call overheads)
-        model.train()
-        train_step(model, optimizers[name], batch, args)
-
-    train_times: dict[str, list[float]] = {n: [] for n in models}
-    for _ in range(args.repeats):
-        for name, model in models.items():
-            train_times[name].append(train_step(model, optimizers[name], batch, args))
-    memory = {n: training_memory(m, optimizers[n], batch, args) for n, m in models.items()}
+    train_times, memory = time_training(models, batch, args)
 
     generate_times: dict[str, list[float]] = {n: [] for n in models}
     for model in models.values():

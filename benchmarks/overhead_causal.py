@@ -21,7 +21,7 @@ import platform
 import statistics
 
 import torch
-from overhead import clock, synchronize, train_step, training_memory
+from overhead import clock, synchronize, time_training
 from torch import nn
 from transformers import AutoModelForCausalLM
 
@@ -123,16 +123,7 @@ def main() -> None:
     models = build_models(args)
     vocab = models["plain"].base.config.vocab_size
     batch = make_batch(args, vocab)
-    optimizers = {n: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-5)
-                  for n, m in models.items()}
-    for name, model in models.items():  # warm-up
-        model.train()
-        train_step(model, optimizers[name], batch, args)
-    train_times: dict[str, list[float]] = {n: [] for n in models}
-    for _ in range(args.repeats):
-        for name, model in models.items():
-            train_times[name].append(train_step(model, optimizers[name], batch, args))
-    memory = {n: training_memory(m, optimizers[n], batch, args) for n, m in models.items()}
+    train_times, memory = time_training(models, batch, args)
 
     inputs = batch["input_ids"][:, : args.input_length]  # unpadded prompts: generation continues every row
     prompts = {"input_ids": inputs, "attention_mask": torch.ones_like(inputs), "task_ids": batch["task_ids"]}

@@ -16,7 +16,7 @@ import json
 import statistics
 
 import torch
-from overhead import make_batch, train_step, training_memory
+from overhead import make_batch, time_training
 from peft import PrefixTuningConfig, TaskType, get_peft_model
 from torch import nn
 from transformers import T5ForConditionalGeneration
@@ -75,15 +75,7 @@ def main() -> None:
     }
     models = {n: m.to(args.device).train() for n, m in models.items()}
     batch = make_batch(args, backbone.config.vocab_size)
-    optimizers = {n: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-5)
-                  for n, m in models.items()}
-    for name, model in models.items():
-        train_step(model, optimizers[name], batch, args)
-    times: dict[str, list[float]] = {n: [] for n in models}
-    for _ in range(args.repeats):
-        for name, model in models.items():
-            times[name].append(train_step(model, optimizers[name], batch, args))
-    memory = {n: training_memory(m, optimizers[n], batch, args) for n, m in models.items()}
+    times, memory = time_training(models, batch, args)
     base_time = statistics.median(times["t5"])
     print(json.dumps({
         "benchmark": "peft_reference",
