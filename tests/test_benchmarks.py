@@ -24,6 +24,8 @@ SCRIPTS = {
     "profile_step.py": [*TINY, "--steps", "1", "--methods", "hyperprompt-global", "adapter"],
     "global_stability.py": ["--lr", "1e-3", "--steps", "2", "--eval-examples", "2"],
     "add_task_curve.py": ["--steps", "2", "--add-steps", "1", "--eval-examples", "4", "--out", "curve"],
+    "described_tasks.py": ["--steps", "2", "--add-steps", "1", "--eval-examples", "4", "--examples", "16",
+                           "--held-out", "family/third_next2", "--out", "described"],
 }
 
 
@@ -53,6 +55,12 @@ def test_benchmark_script_runs(script, tmp_path):
         assert all(m["profiled_step_ms"] > 0 and m["top_ops_ms"] for m in models.values())
         assert models["hyperprompt-global"]["generator_fwd_bwd_ms"] > 0  # its share is only meaningful at real sizes
         assert "generator_share_of_step" not in models["adapter"]  # no hyper-prompt generator
+    if script == "described_tasks.py":
+        row = report["tasks"]["family/third_next2"]
+        assert set(row["curves"]) == {"described + fine-tuned description embedding", "named: task embedding",
+                                      "named: task embedding + global prompts"}
+        assert report["models"]["described"]["tasks"] == 35 and report["models"]["all-named"]["tasks"] == 43
+        assert 0 < row["chance"] < 100
     if script == "param_scaling.py":
         growth = report["growth_1_to_1000"]
         assert growth["hyperprompt-sep"] == pytest.approx(1000) and growth["prompt-tuning"] == pytest.approx(1000)

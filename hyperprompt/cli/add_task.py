@@ -16,14 +16,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="add a task to a trained model, training only the new task's own parameters",
         description="Extend a trained model (a run or model directory) with a new task: the new task's rows of the "
         "per-task parameters start as the mean of the old ones and are the only weights trained (HyperPrompt-Global: "
-        "its task embedding, optionally its global prompts); the old tasks' outputs stay bit-identical. Writes "
+        "its task embedding, optionally its global prompts; a description-conditioned Global starts the new task from "
+        "its description); the old tasks' outputs stay bit-identical. Writes "
         "OUT/final/ (old tasks + the new one) and OUT/results.json (the new task's scores before and after).",
     )
     parser.add_argument("run", metavar="RUN", help="a run directory or one of its model directories")
     parser.add_argument("--task", required=True, help="a task spec (YAML / JSON, docs/data.md) or a built-in task")
     parser.add_argument("--out", required=True, metavar="DIR")
     parser.add_argument("--train", default="embedding", choices=TRAIN_CHOICES,
-                        help="what to learn (default: embedding; task-rows for methods other than Global)")
+                        help="what to learn (default: embedding; task-rows for methods other than Global; none: a "
+                        "description-conditioned Global's zero-shot prompts, from the task's description alone)")
     parser.add_argument("--steps", type=positive_int, default=300)
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--lr", type=float, default=1e-2)

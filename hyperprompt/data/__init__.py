@@ -19,6 +19,7 @@ from hyperprompt.data.mixture import Mixture, MixtureSampler, mixing_rates
 from hyperprompt.data.sources import DataFormatError
 from hyperprompt.data.synthetic import conflict_tasks, synthetic_tasks
 from hyperprompt.data.task import Task, get_task, list_tasks, register_task
+from hyperprompt.data.task_family import family_tasks
 from hyperprompt.data.tokenize import EncodedSplit, encode_task
 from hyperprompt.data.tokenizer import train_tokenizer
 from hyperprompt.data.user_tasks import load_task_spec
@@ -40,6 +41,7 @@ __all__ = [
     "conflict_tasks",
     "encode_task",
     "eval_batches",
+    "family_tasks",
     "get_task",
     "list_tasks",
     "load_task_spec",

@@ -220,6 +220,32 @@ SPECS: tuple[BuiltinSpec, ...] = (
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
+#: what each task asks, in a sentence: the text a description-conditioned HyperPrompt-Global encodes
+#: (``task_conditioning: description``); paraphrased from the benchmarks' papers
+DESCRIPTIONS: dict[str, str] = {
+    "glue/cola": "Is this English sentence grammatically acceptable?",
+    "glue/sst2": "Is the sentiment of this movie review sentence positive or negative?",
+    "glue/mrpc": "Are these two news sentences paraphrases of each other?",
+    "glue/qqp": "Do these two questions ask the same thing?",
+    "glue/stsb": "How similar in meaning are these two sentences, on a scale from 0 to 5?",
+    "glue/mnli": "Does the premise entail, contradict or leave neutral the hypothesis?",
+    "glue/mnli_matched": "Does the premise entail, contradict or leave neutral the hypothesis?",
+    "glue/mnli_mismatched": "Does the premise entail, contradict or leave neutral the hypothesis?",
+    "glue/qnli": "Does the sentence contain the answer to the question?",
+    "glue/rte": "Does the first sentence entail the second?",
+    "glue/wnli": "Is the sentence with the pronoun replaced entailed by the original sentence?",
+    "superglue/boolq": "Answer the yes or no question about the passage.",
+    "superglue/cb": "Does the premise entail, contradict or leave neutral the embedded clause?",
+    "superglue/copa": "Which of two alternatives is the more plausible cause or effect of the premise?",
+    "superglue/multirc": "Is this answer to the question about the paragraph true?",
+    "superglue/record": "Which entity fills the blank in the query about the news passage?",
+    "superglue/rte": "Does the premise entail the hypothesis?",
+    "superglue/wic": "Is the word used with the same meaning in both sentences?",
+    "superglue/wsc": "Does the pronoun refer to the marked noun phrase?",
+    "superglue/axb": "Does the first sentence entail the second?",
+    "superglue/axg": "Does the premise entail the hypothesis?",
+}
+
 
 # ----------------------------------------------------------------------------------------------
 # Preprocessors: record -> (inputs without the task prefix, targets).
@@ -440,6 +466,7 @@ def make_builtin_task(
         group_key=_GROUP_KEYS.get(spec.name),
         version=PREPROCESSOR_VERSION,
         skipped=skipped,
+        description=DESCRIPTIONS.get(spec.name),
     )
 
 

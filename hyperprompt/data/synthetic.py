@@ -32,6 +32,8 @@ RULES: dict[str, Rule] = {
     "max": lambda letters: max(letters),
 }
 DEFAULT_SIZES = {"first": 2000, "last": 1000, "reverse": 500, "max": 250}
+DESCRIPTIONS = {"first": "The first letter", "last": "The last letter", "reverse": "The letters in reverse order",
+                "max": "The alphabetically largest letter"}
 
 
 def make_task(
@@ -40,11 +42,13 @@ def make_task(
     label_names: Sequence[str] | None,
     *,
     prefix: bool = False,
+    description: str | None = None,
 ) -> Task:
     """A task over in-memory ``(inputs, targets)`` pairs per split.
 
     With ``label_names`` targets are classes (metric: accuracy); without, free text (exact match).
-    The text prefix (used only with ``prefix=True``) is the name after ``synthetic/``.
+    The text prefix (used only with ``prefix=True``) is the name after ``synthetic/``; ``description``
+    says what the task asks (:attr:`Task.description`).
     """
     labels = tuple(label_names) if label_names is not None else None
 
@@ -80,6 +84,7 @@ def make_task(
         label_names=labels,
         text_prefix=name.split("/", 1)[-1],
         prefix=prefix,
+        description=description,
     )
 
 
@@ -122,7 +127,8 @@ def synthetic_tasks(
                 (" ".join(letters), rule(letters)) for letters in _random_letters(rng, n, length, alphabet)
             ]
         label_names = None if rule_name == "reverse" else tuple(alphabet)
-        task = make_task(f"synthetic/{rule_name}", splits, label_names, prefix=prefix)
+        task = make_task(f"synthetic/{rule_name}", splits, label_names, prefix=prefix,
+                         description=DESCRIPTIONS[rule_name])
         if register:
             register_task(task)
         tasks.append(task)
@@ -168,7 +174,8 @@ def conflict_tasks(
             "train": [(" ".join(letters), rule(letters)) for letters in train],
             "validation": [(" ".join(letters), rule(letters)) for letters in validation],
         }
-        task = make_task(f"synthetic/conflict_{rule_name}", splits, tuple(alphabet), prefix=prefix)
+        task = make_task(f"synthetic/conflict_{rule_name}", splits, tuple(alphabet), prefix=prefix,
+                         description=DESCRIPTIONS[rule_name])
         if register:
             register_task(task)
         tasks.append(task)

@@ -51,6 +51,8 @@ class Task:
         group_key: ``example -> group`` that must not be split apart by the hold-out
             (a MultiRC paragraph, an AX-g pair); ``None`` treats every example alone.
         version: bump when the preprocessing changes; part of the tokenisation cache key.
+        description: what the task asks, in a sentence (``"the third letter"``): the text from which a
+            description-conditioned HyperPrompt-Global makes the task's embedding; ``None`` if none.
         skipped: a counter of malformed rows skipped per split (shared with the source).
     """
 
@@ -73,6 +75,7 @@ class Task:
         version: str = "1",
         skipped: collections.Counter | None = None,
         spec: dict[str, Any] | None = None,
+        description: str | None = None,
     ):
         self.name = check_task_name(name)
         self.spec = spec  # a user task's spec without file paths (saved with models; None for built-in tasks)
@@ -89,6 +92,7 @@ class Task:
         self.split_seed = split_seed
         self.group_key = group_key
         self.version = version
+        self.description = description
         self.skipped: collections.Counter = skipped if skipped is not None else collections.Counter()
         self._loaded: dict[str, list[Example]] = {}
         self._check_test_fraction()

@@ -50,10 +50,11 @@ _SPEC_KEYS = {
     "labels",
     "metric",
     "version",
+    "description",
 }
 
 #: the spec keys that say how a record is formatted and scored (saved with a model; the file keys are not)
-_FORMAT_KEYS = ("name", "input_template", "target_field", "labels", "metric", "version")
+_FORMAT_KEYS = ("name", "input_template", "target_field", "labels", "metric", "version", "description")
 
 
 def _read_spec(path: Path) -> dict[str, Any]:
@@ -95,7 +96,9 @@ def load_task_spec(
     ``input_template`` (``str.format`` fields name row fields, e.g. ``"nli premise: {premise}"``);
     ``target_field``; optional ``labels`` (a list of target texts, or a mapping raw value -> target
     text; then ``targets`` must be one of them); ``metric``: one name or a list (default ``accuracy``);
-    optional ``version`` (bump it when you change the data in place, for the tokenisation cache).
+    optional ``version`` (bump it when you change the data in place, for the tokenisation cache);
+    optional ``description``: what the task asks, in a sentence (needed by a description-conditioned
+    HyperPrompt-Global, ``task_conditioning: description``).
     """
     if on_error not in ("raise", "skip"):
         raise InputError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
@@ -182,10 +185,21 @@ def load_task_spec(
         version=str(raw.get("version", "1")),
         skipped=skipped,
         spec={key: raw[key] for key in _FORMAT_KEYS if key in raw},
+        description=_description(raw.get("description"), where),
     )
     if register:
         register_task(task)
     return task
+
+
+def _description(description: Any, where: str) -> str | None:
+    """The spec's ``description`` (what the task asks, in a sentence), checked."""
+    if description is None:
+        return None
+    if not isinstance(description, str) or not description.strip():
+        raise InputError(f"{where}: 'description' must be a non-empty sentence saying what the task asks, "
+                         f"got {description!r}")
+    return description.strip()
 
 
 def _labels(labels: Any, where: str) -> tuple[dict[str, str] | None, tuple[str, ...] | None]:

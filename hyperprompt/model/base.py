@@ -98,6 +98,11 @@ class MultiTaskT5(nn.Module):
         """Parameters whose first dimension indexes tasks (by name): only task tau's loss may update row tau."""
         return {}
 
+    def new_task_rows(self, name: str, rows: torch.Tensor, new_task_names: list[str]) -> torch.Tensor:
+        """The starting rows of new tasks in the per-task parameter ``name`` whose old rows are ``rows``
+        [T, ...]: [len(new_task_names), ...]. Default: the mean of the old rows (an "average task")."""
+        return rows.mean(dim=0, keepdim=True).expand(len(new_task_names), *rows.shape[1:])
+
     def use_prompted_attention(self) -> None:
         """Route the backbone's attention through :func:`~hyperprompt.model.attention.prompted_attention`
         (for methods that prepend key/value prompts, from :meth:`build`)."""
@@ -122,7 +127,9 @@ class MultiTaskT5(nn.Module):
         if not torch.is_grad_enabled():
             key = tuple((p.data_ptr(), p._version, p.dtype) for _, p in self.added_named_parameters())
             if self._table_cache is None or self._table_cache[0] != key:
-                self._table_cache = (key, compute(torch.arange(self.config.num_tasks, device=task_ids.device)))
+                groups = [compute(torch.arange(start, stop, device=task_ids.device))
+                          for start, stop in self.config.task_id_groups()]  # MethodConfig.task_groups
+                self._table_cache = (key, groups[0] if len(groups) == 1 else _concat_rows(groups, self.task_table_row_dim))
             return self._table_cache[1], task_ids
         if all_tasks or torch.compiler.is_compiling():  # unique() would break the graph
             return compute(torch.arange(self.config.num_tasks, device=task_ids.device)), task_ids
@@ -134,6 +141,8 @@ class MultiTaskT5(nn.Module):
         return super().train(mode)
 
     _table_cache: tuple[tuple, Any] | None = None
+    #: the task-row dimension of the tensors :meth:`task_tables` computes
+    task_table_row_dim: ClassVar[int] = 0
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
         """Recompute each backbone block's activations in the backward pass (transformers' activation
@@ -364,6 +373,13 @@ class MultiTaskT5(nn.Module):
 
 
 _GENERATE_INPUT_NAMES = frozenset({"input_ids", "attention_mask", "inputs_embeds"})
+
+
+def _concat_rows(groups: list[Any], dim: int) -> Any:
+    """Tables of consecutive task groups (nested dicts of tensors) joined along the task-row dimension."""
+    if isinstance(groups[0], torch.Tensor):
+        return torch.cat(groups, dim=dim)
+    return {key: _concat_rows([group[key] for group in groups], dim) for key in groups[0]}
 
 
 def _batch_size(inputs: dict[str, Any]) -> int:

@@ -28,10 +28,16 @@ class MethodConfig:
     Attributes:
         task_names: the tasks, in task-id order (``task_ids`` index this list).
         freeze_backbone: train only the task-conditioned parameters (the paper tunes everything).
+        task_groups: how many tasks the model had when trained, then how many each ``add-task`` added, in
+            task-id order (``None``: one group, every task). Inference computes each group's task tables
+            (prompts, generated adapters) together, with the shapes it had when the group was added: a BLAS
+            matmul's rows can depend on how many rows it has, so tables over all tasks at once would change
+            an old task's outputs in the last bits once a task is added.
     """
 
     task_names: list[str] = field(default_factory=list)
     freeze_backbone: bool = False
+    task_groups: list[int] | None = None
 
     method: ClassVar[str] = "mtl"
     #: fields added after models of this method were first saved, with the value that reproduces what a
@@ -47,6 +53,11 @@ class MethodConfig:
             dupes = sorted({t for t in self.task_names if self.task_names.count(t) > 1})
             raise ValueError(f"task_names has duplicates: {dupes}.")
         self.task_names = list(self.task_names)
+        if self.task_groups is not None:
+            self.task_groups = [int(n) for n in self.task_groups]
+            if sum(self.task_groups) != self.num_tasks or min(self.task_groups) < 1:
+                raise ValueError(f"task_groups={self.task_groups} must be positive counts adding up to the "
+                                 f"{self.num_tasks} tasks (or null).")
 
     @property
     def num_tasks(self) -> int:
@@ -66,8 +77,28 @@ class MethodConfig:
         """The method and its distinguishing settings, for results tables (subclasses add settings)."""
         return self.method
 
+    def with_new_tasks(self, names: list[str], descriptions: list[str | None]) -> MethodConfig:
+        """This config with the tasks ``names`` appended (task ids ``T, T+1, ...``); ``descriptions`` are
+        theirs (``None`` where a task has none), for methods that read them."""
+        return dataclasses.replace(self, task_names=[*self.task_names, *names], task_groups=self.groups_with(len(names)))
+
+    def groups_with(self, count: int) -> list[int]:
+        """:attr:`task_groups` after adding ``count`` tasks."""
+        return [*(self.task_groups or [self.num_tasks]), count]
+
+    def task_id_groups(self) -> list[tuple[int, int]]:
+        """The task-id ranges ``(start, stop)`` of :attr:`task_groups`."""
+        spans, start = [], 0
+        for count in self.task_groups or [self.num_tasks]:
+            spans.append((start, start + count))
+            start += count
+        return spans
+
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, **dataclasses.asdict(self)}
+        data = {"method": self.method, **dataclasses.asdict(self)}
+        if data["task_groups"] is None:  # as files written before it existed: one group
+            del data["task_groups"]
+        return data
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")

@@ -2,7 +2,8 @@
 
 A method declares its per-task parameters (:meth:`MultiTaskT5.per_task_parameters`: first dimension = task
 id). :func:`with_new_tasks` builds the model for ``task_names + new``, copies every added weight, and gives
-each per-task parameter new rows at the end: the mean of the old rows (an "average task" to start from).
+each per-task parameter new rows at the end (:meth:`MultiTaskT5.new_task_rows`: the mean of the old rows, an
+"average task" to start from; a description-conditioned HyperPrompt-Global encodes the new description).
 Everything else -- backbone, hypernetworks, shared MLPs -- is the same tensor values, so every old task's
 outputs are unchanged, bit for bit, whatever the new rows become.
 
@@ -13,7 +14,6 @@ leaves a row exactly where it is).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -22,21 +22,24 @@ from torch import nn
 from hyperprompt.model.base import MultiTaskT5
 
 
-def with_new_tasks(model: MultiTaskT5, new_task_names: Sequence[str]) -> MultiTaskT5:
+def with_new_tasks(model: MultiTaskT5, new_task_names: Sequence[str],
+                   descriptions: Sequence[str | None] | None = None) -> MultiTaskT5:
     """``model`` with ``new_task_names`` appended to its tasks (task ids ``T, T+1, ...``); the backbone is
-    shared with ``model`` (not copied). Raises ValueError for a name the model already has."""
+    shared with ``model`` (not copied). ``descriptions``: the new tasks' descriptions (a
+    description-conditioned HyperPrompt-Global needs them). Raises ValueError for a name the model already
+    has, or a missing description."""
     old = model.config.task_names
-    clash = sorted(set(old) & set(new_task_names))
+    names = list(new_task_names)
+    clash = sorted(set(old) & set(names))
     if clash:
         raise ValueError(f"the model already has task(s) {clash}; give the new task another name")
-    config = dataclasses.replace(model.config, task_names=[*old, *new_task_names])
+    config = model.config.with_new_tasks(names, list(descriptions) if descriptions is not None else [None] * len(names))
     extended = type(model)(model.base, config)
     weights = {}
     per_task = set(model.per_task_parameters())
     for name, tensor in model.added_state_dict().items():
         if name in per_task:
-            new_rows = tensor.mean(dim=0, keepdim=True).expand(len(new_task_names), *tensor.shape[1:])
-            tensor = torch.cat([tensor, new_rows], dim=0)
+            tensor = torch.cat([tensor, extended.new_task_rows(name, tensor, names)], dim=0)
         weights[name] = tensor
     extended.load_state_dict(weights, strict=False)
     extended.train(model.training)

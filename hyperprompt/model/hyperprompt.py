@@ -19,12 +19,14 @@ This file holds the whole method: :class:`HyperPromptConfig`, :class:`HyperPromp
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 
 from hyperprompt.model.attention import PromptState
 from hyperprompt.model.base import MultiTaskT5
@@ -35,10 +37,14 @@ from hyperprompt.model.config import (
     check_choice,
     check_positive,
 )
+from hyperprompt.model.descriptions import encode_descriptions
 from hyperprompt.model.layout import BackboneShape
 from hyperprompt.model.registry import register_method
 
 HYPERPROMPT_VARIANTS = ("global", "share", "sep")
+DESCRIPTION_DIM = 384  # all-MiniLM-L6-v2's width: the parameter formula's d_text before a model is built
+TASK_CONDITIONING = ("embedding", "description")
+GLOBAL_PROMPTS = ("per-task", "shared")
 
 
 @dataclass
@@ -74,6 +80,18 @@ class HyperPromptConfig(MethodConfig, PromptedStacksMixin, BottleneckMixin):
         compute_all_tasks: in training, generate prompts for every task rather than only the tasks present
             in the batch; avoids a data-dependent `torch.unique` (a host sync, a graph break under
             `torch.compile`) at the price of work for absent tasks. Same results either way.
+        task_conditioning: where Global's task embedding k_tau comes from: ``embedding`` (a learned row per
+            task, the paper) or ``description`` (beyond the paper: ``k_tau = W_p e(description_tau) + b_p``,
+            e a frozen sentence encoder's embedding of the task's description, W_p learned; a task never
+            trained on gets its prompts from its description alone).
+        task_descriptions: one sentence per task, in task-id order (``description`` only; a recipe fills
+            them from the tasks' ``description``).
+        description_encoder: the frozen sentence encoder: ``minilm`` (the packaged all-MiniLM-L6-v2) or a
+            local BERT-family folder (:mod:`hyperprompt.model.descriptions`).
+        description_dim: width of e (filled in when the model is built from the descriptions).
+        global_prompts: ``per-task`` (a P_tau per task, the paper) or ``shared`` (one P per stack for all
+            tasks, so that everything task-specific comes from k_tau). ``None``: ``shared`` with
+            ``description`` conditioning (a new task then lacks nothing a training task had), else ``per-task``.
     """
 
     variant: str = "global"
@@ -90,9 +108,17 @@ class HyperPromptConfig(MethodConfig, PromptedStacksMixin, BottleneckMixin):
     normalize_layer_task_embedding: bool | None = None
     scale_generators: bool | None = None
     compute_all_tasks: bool = False
+    task_conditioning: str = "embedding"
+    task_descriptions: list[str] | None = None
+    description_encoder: str = "minilm"
+    description_dim: int | None = None
+    global_prompts: str | None = None
 
-    #: models saved before ``paper_exact`` existed stored both stability flags explicitly
-    saved_defaults: ClassVar[dict[str, Any]] = {"paper_exact": False}
+    #: models saved before ``paper_exact`` existed stored both stability flags explicitly; before description
+    #: conditioning, k_tau was always a learned embedding and P_tau per task
+    saved_defaults: ClassVar[dict[str, Any]] = {
+        "paper_exact": False, "task_conditioning": "embedding", "task_descriptions": None,
+        "description_encoder": "minilm", "description_dim": None, "global_prompts": "per-task"}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -105,6 +131,41 @@ class HyperPromptConfig(MethodConfig, PromptedStacksMixin, BottleneckMixin):
                 setattr(self, key, not self.paper_exact)
             elif getattr(self, key) and self.paper_exact:
                 raise ValueError(f"{key}=true contradicts paper_exact=true (the paper's Global has neither).")
+        check_choice("task_conditioning", self.task_conditioning, TASK_CONDITIONING)
+        if self.describes_tasks:
+            if self.variant != "global":
+                raise ValueError(f"task_conditioning='description' needs hyperprompt-global (a description "
+                                 f"replaces Global's task embedding k_tau); hyperprompt-{self.variant} has none.")
+            descriptions = self.task_descriptions or []
+            if len(descriptions) != self.num_tasks or not all(isinstance(d, str) and d.strip() for d in descriptions):
+                padded = [*descriptions, *[None] * self.num_tasks][:self.num_tasks]
+                missing = [name for name, d in zip(self.task_names, padded, strict=True)
+                           if not (isinstance(d, str) and d.strip())]
+                raise ValueError(f"task_conditioning='description' needs a description for every task, in "
+                                 f"task-id order; missing for {missing or self.task_names}.")
+            self.task_descriptions = list(descriptions)
+        elif self.task_descriptions is not None:
+            raise ValueError("task_descriptions are read only with task_conditioning='description'; drop them "
+                             "or set task_conditioning: description.")
+        if self.global_prompts is None:
+            self.global_prompts = "shared" if self.describes_tasks else "per-task"
+        check_choice("global_prompts", self.global_prompts, GLOBAL_PROMPTS)
+
+    @property
+    def describes_tasks(self) -> bool:
+        """Whether k_tau comes from the tasks' descriptions (``task_conditioning: description``)."""
+        return self.task_conditioning == "description"
+
+    def with_new_tasks(self, names: list[str], descriptions: list[str | None]) -> HyperPromptConfig:
+        """This config with ``names`` appended; a description-conditioned one needs their descriptions."""
+        if not self.describes_tasks:
+            return super().with_new_tasks(names, descriptions)
+        missing = [n for n, d in zip(names, descriptions, strict=True) if not (isinstance(d, str) and d.strip())]
+        if missing:
+            raise ValueError(f"the model makes each task's prompts from its description: give {missing} a "
+                             "description (the 'description:' key of a task spec)")
+        return dataclasses.replace(self, task_names=[*self.task_names, *names], task_groups=self.groups_with(len(names)),
+                                   task_descriptions=[*(self.task_descriptions or []), *descriptions])
 
     @property
     def method(self) -> str:  # type: ignore[override]
@@ -116,7 +177,9 @@ class HyperPromptConfig(MethodConfig, PromptedStacksMixin, BottleneckMixin):
         if self.variant != "global":
             return self.method
         changes = [name for name, on in (("LayerNorm on I", self.normalize_layer_task_embedding),
-                                         ("1/t generators", self.scale_generators)) if on]
+                                         ("1/t generators", self.scale_generators),
+                                         ("k from descriptions", self.describes_tasks),
+                                         ("shared P", self.global_prompts == "shared")) if on]
         return f"{self.method} ({' + '.join(changes) if changes else 'paper-exact'})"
 
 
@@ -139,9 +202,11 @@ class HyperPromptGenerator(nn.Module):
         self.num_layers = {stack: num_layers[stack] for stack in self.prompt_lengths}
         T, d, b, y = config.num_tasks, d_model, self.bottleneck, num_heads * d_kv
 
-        # P_tau: one global prompt per task and stack.
+        # P_tau: one global prompt per task and stack (or one for all tasks: global_prompts: shared).
+        self.shared_prompts = config.global_prompts == "shared"
         self.prompts = nn.ParameterDict({
-            stack: nn.Parameter(torch.empty(T, length, d)) for stack, length in self.prompt_lengths.items()
+            stack: nn.Parameter(torch.empty(1 if self.shared_prompts else T, length, d))
+            for stack, length in self.prompt_lengths.items()
         })
         if config.variant == "share":
             # (D^m, U^m) for k and v (dim 1), per layer m, shared by the tasks.
@@ -152,7 +217,15 @@ class HyperPromptGenerator(nn.Module):
             self.up = nn.ParameterDict({s: nn.Parameter(torch.empty(T, m, 2, y, b)) for s, m in self.num_layers.items()})
         else:
             t_in, t, e = config.task_embedding_dim, config.layer_task_embedding_dim, config.task_hidden_dim
-            self.task_embedding = nn.Parameter(torch.empty(T, t_in))  # k_tau
+            if config.describes_tasks:
+                if config.description_dim is None:
+                    raise ValueError("description_dim is unknown: build the model with HyperPromptModel.from_base, "
+                                     "which encodes the task descriptions")
+                # e(description_tau), frozen: the sentence encoder's features, not learned with the model
+                self.description_embedding = nn.Parameter(torch.zeros(T, config.description_dim), requires_grad=False)
+                self.description_projection = nn.Linear(config.description_dim, t_in)  # k_tau = W_p e + b_p
+            else:
+                self.task_embedding = nn.Parameter(torch.empty(T, t_in))  # k_tau
             self.layer_embedding = nn.Parameter(torch.empty(sum(self.num_layers.values()), t_in))  # z_m
             self.task_mlp = nn.Sequential(nn.Linear(2 * t_in, e), nn.ReLU(), nn.Linear(e, t))  # h_t
             if config.normalize_layer_task_embedding:
@@ -180,7 +253,11 @@ class HyperPromptGenerator(nn.Module):
                 nn.init.normal_(p, std=up_std)
         else:
             t_in, t, e = cfg.task_embedding_dim, cfg.layer_task_embedding_dim, cfg.task_hidden_dim
-            nn.init.normal_(self.task_embedding)
+            if cfg.describes_tasks:  # unit-norm e: W_p e has unit-variance entries, like a learned k_tau
+                nn.init.normal_(self.description_projection.weight)
+                nn.init.zeros_(self.description_projection.bias)
+            else:
+                nn.init.normal_(self.task_embedding)
             nn.init.normal_(self.layer_embedding)
             first, last = self.task_mlp[0], self.task_mlp[2]
             nn.init.normal_(first.weight, std=(2 * t_in) ** -0.5)
@@ -192,19 +269,44 @@ class HyperPromptGenerator(nn.Module):
             nn.init.normal_(self.down_generator, std=down_std * generator_std)
             nn.init.normal_(self.up_generator, std=up_std * generator_std)
 
+    @torch.no_grad()
+    def set_descriptions(self, features: torch.Tensor) -> None:
+        """Store the tasks' description embeddings e [T, d_text] and start W_p, b_p so that
+        ``k_tau = W_p (e_tau - mean e) / r`` has unit-variance entries (r: the RMS distance of the e's from
+        their mean). Descriptions of related tasks lie close together (mean cosine 0.63 between the tasks of
+        :mod:`hyperprompt.data.task_family`): uncentred, every task would start with nearly the
+        same k_tau. With one task there is nothing to centre on, and W_p stays as initialised."""
+        weight, bias = self.description_projection.weight, self.description_projection.bias
+        self.description_embedding.copy_(features.to(self.description_embedding))
+        if features.shape[0] < 2:
+            return
+        mean = features.mean(dim=0)
+        radius = (features - mean).norm(dim=-1).pow(2).mean().sqrt().clamp(min=1e-6)
+        nn.init.normal_(weight, std=1.0 / radius.item())
+        bias.copy_(-(weight @ mean.to(weight)))
+
     def per_task_parameters(self) -> dict[str, nn.Parameter]:
         """Parameters whose first dimension indexes tasks: only task tau's loss may update row tau."""
-        params = {f"prompts.{s}": p for s, p in self.prompts.items()}
+        params = {} if self.shared_prompts else {f"prompts.{s}": p for s, p in self.prompts.items()}
         if self.config.variant == "sep":
             params.update({f"down.{s}": p for s, p in self.down.items()})
             params.update({f"up.{s}": p for s, p in self.up.items()})
         if self.config.variant == "global":
-            params["task_embedding"] = self.task_embedding
+            if self.config.describes_tasks:
+                params["description_embedding"] = self.description_embedding
+            else:
+                params["task_embedding"] = self.task_embedding
         return params
+
+    def task_embeddings(self, tasks: torch.Tensor) -> torch.Tensor:
+        """k_tau of the given tasks (LongTensor [R]): [R, t'] -- learned rows, or ``W_p e_tau + b_p``."""
+        if self.config.describes_tasks:
+            return self.description_projection(self.description_embedding[tasks])
+        return self.task_embedding[tasks]
 
     def layer_task_embedding(self, tasks: torch.Tensor) -> torch.Tensor:
         """I^m_tau = h_t([k_tau; z_m]) for the given tasks and every prompted layer: [R, M_total, t]."""
-        k = self.task_embedding[tasks]  # [R, t']
+        k = self.task_embeddings(tasks)  # [R, t']
         z = self.layer_embedding  # [M_total, t']
         R, M = k.shape[0], z.shape[0]
         pairs = torch.cat([k[:, None, :].expand(R, M, -1), z[None, :, :].expand(R, M, -1)], dim=-1)
@@ -222,14 +324,17 @@ class HyperPromptGenerator(nn.Module):
             embedding = self.layer_task_embedding(tasks)  # [R, M_total, t]
         tables, offset = {}, 0
         for stack, M in self.num_layers.items():
-            prompt = self.prompts[stack][tasks]  # P_tau: [R, l, d]
+            prompts = self.prompts[stack]
+            prompt = prompts[torch.zeros_like(tasks) if self.shared_prompts else tasks]  # P_tau: [R, l, d]
             if self.config.variant == "share":
                 down = self.down[stack].unsqueeze(0).expand(R, -1, -1, -1, -1)  # [R, M, 2, b, d]
                 up = self.up[stack].unsqueeze(0).expand(R, -1, -1, -1, -1)  # [R, M, 2, y, b]
             elif self.config.variant == "sep":
                 down, up = self.down[stack][tasks], self.up[stack][tasks]
             else:
-                I = embedding[:, offset:offset + M]  # noqa: E741  (the paper's symbol)
+                # contiguous: einsum over a strided slice took a path whose rows depended on R (which tasks
+                # share the computation); row-independent results keep old tasks bit-identical after add-task
+                I = embedding[:, offset:offset + M].contiguous()  # noqa: E741  (the paper's symbol)
                 I = I * self.generator_multiplier  # noqa: E741
                 down = torch.einsum("rmt,ktx->rmkx", I, self.down_generator).reshape(R, M, 2, b, d)
                 up = torch.einsum("rmt,ktx->rmkx", I, self.up_generator).reshape(R, M, 2, y, b)
@@ -254,6 +359,25 @@ class HyperPromptModel(MultiTaskT5):
     """
 
     config: HyperPromptConfig
+    task_table_row_dim = 1  # tables are [M, R, 2, h, l, d_kv]
+
+    @classmethod
+    def from_base(cls, base: PreTrainedModel, config: HyperPromptConfig) -> HyperPromptModel:
+        """Wrap ``base``; a description-conditioned config has its descriptions encoded here (the sentence
+        encoder is loaded for this, and is not part of the model)."""
+        if not config.describes_tasks:
+            return cls(base, config)
+        features = encode_descriptions(config.task_descriptions or [], config.description_encoder)
+        model = cls(base, dataclasses.replace(config, description_dim=features.shape[1]))
+        model.hyperprompt.set_descriptions(features)
+        return model
+
+    def new_task_rows(self, name: str, rows: torch.Tensor, new_task_names: list[str]) -> torch.Tensor:
+        """A new task's description embedding is its description's, encoded (zero-shot); other rows as usual."""
+        if name != "hyperprompt.description_embedding":
+            return super().new_task_rows(name, rows, new_task_names)
+        descriptions = (self.config.task_descriptions or [])[-len(new_task_names):]
+        return encode_descriptions(descriptions, self.config.description_encoder).to(rows)
 
     def build(self) -> None:
         layout = self.layout
@@ -290,6 +414,8 @@ def hyperprompt_added_parameters(config: HyperPromptConfig, shape: BackboneShape
 
     share: ``Σ_s M_s · 2(b·d + y·b)``; sep: T times that; global:
     ``(T + ΣM)·t' + h_t + 2·t·b·d + 2·t·y·b`` (W^D, W^U for keys and values), with y = h·d_kv.
+    Description-conditioned Global: ``ΣM·t' + T·d_text + (d_text + 1)·t'`` instead of ``(T + ΣM)·t'``
+    (d_text 384 for MiniLM when not yet known); shared prompts: ``Σl·d`` instead of ``T·Σl·d``.
     """
     T, d, y = config.num_tasks, shape.d_model, shape.attention_width
     b = config.resolved_bottleneck(d)
@@ -302,7 +428,12 @@ def hyperprompt_added_parameters(config: HyperPromptConfig, shape: BackboneShape
     if config.variant == "sep":
         return prompts + T * layers * local
     t_in, t, e = config.task_embedding_dim, config.layer_task_embedding_dim, config.task_hidden_dim
+    if config.global_prompts == "shared":
+        prompts = sum(lengths.values()) * d
     embeddings = (T + layers) * t_in
+    if config.describes_tasks:  # e(description) [T, d_text] (frozen) and W_p, b_p instead of k_tau [T, t']
+        d_text = config.description_dim or DESCRIPTION_DIM
+        embeddings = layers * t_in + T * d_text + d_text * t_in + t_in
     task_mlp = (2 * t_in * e + e) + (e * t + t)
     generators = 2 * t * b * d + 2 * t * y * b
     return prompts + embeddings + task_mlp + generators

@@ -7,6 +7,10 @@ stay bit-identical (:mod:`hyperprompt.model.extend`). ``task-rows`` trains the n
 parameter instead, which works for any method that has them (prompt tuning, prefix tuning, adapters,
 HyperPrompt-Sep, HyperFormer++'s task embedding).
 
+A description-conditioned Global (``task_conditioning: description``) makes k_tau from the task's description:
+the new task's prompts then come from its description alone (``--train none``: zero-shot), and ``embedding``
+fine-tunes its description embedding e_tau from there (through the frozen projection W_p).
+
 The new model is written as a model directory (``OUT/final/``: the old tasks plus the new one, loadable by
 ``evaluate`` / ``predict`` / ``analyze`` like any other) with ``OUT/results.json``.
 """
@@ -30,10 +34,11 @@ from hyperprompt.training.evaluate import evaluate_tasks
 from hyperprompt.training.recipe import resolve
 
 #: what ``--train`` may name, for HyperPrompt-Global (``task-rows`` works for every method)
-GLOBAL_TRAINED = {"embedding": ("hyperprompt.task_embedding",),
-                  "embedding+prompts": ("hyperprompt.task_embedding", "hyperprompt.prompts.encoder",
-                                        "hyperprompt.prompts.decoder")}
-TRAIN_CHOICES = (*GLOBAL_TRAINED, "task-rows")
+GLOBAL_TRAINED = {"embedding": ("hyperprompt.task_embedding", "hyperprompt.description_embedding"),
+                  "embedding+prompts": ("hyperprompt.task_embedding", "hyperprompt.description_embedding",
+                                        "hyperprompt.prompts.encoder", "hyperprompt.prompts.decoder")}
+#: ``none`` trains nothing: the new task as its initial rows give it (zero-shot from a description)
+TRAIN_CHOICES = (*GLOBAL_TRAINED, "task-rows", "none")
 
 
 def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "embedding", steps: int = 300,
@@ -45,7 +50,8 @@ def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "e
         run: a run directory or model directory of the trained model.
         task: the new task: a YAML / JSON task spec (``docs/data.md``) or a built-in task name.
         out_dir: where ``final/`` and ``results.json`` go (must not hold a model yet).
-        train: ``embedding``, ``embedding+prompts`` (HyperPrompt-Global) or ``task-rows`` (any method).
+        train: ``embedding``, ``embedding+prompts`` (HyperPrompt-Global), ``task-rows`` (any method) or
+            ``none`` (no training: a description-conditioned model's zero-shot prompts).
         steps, batch_size, lr: AdamW (no weight decay) on the new rows only.
         num_examples: train on the first N training examples of the task only (few-shot); None: all.
         eval_examples: evaluate on the first N validation examples (None: all).
@@ -74,16 +80,31 @@ def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "e
     recipe = resolve(dataclasses.replace(config, tasks=[*config.tasks, new_task.name], task_files=task_files),
                      data_dir=data_dir)
 
+    describes = bool(getattr(model.config, "describes_tasks", False))
+    if describes and not new_task.description:
+        raise InputError(f"{loaded.path} makes each task's prompts from its description, and {new_task.name} has "
+                         "none: add 'description:' to its task spec")
+    if train == "none" and not describes:
+        raise InputError("--train none keeps the new task at the mean of the old tasks' rows; it is meant for a "
+                         "description-conditioned model (task_conditioning: description). Choose "
+                         f"{', '.join(c for c in TRAIN_CHOICES if c != 'none')}")
+    if train == "embedding+prompts" and getattr(model.config, "global_prompts", "per-task") == "shared":
+        raise InputError("--train embedding+prompts: this model shares its global prompts across tasks (global_prompts: "
+                         "shared), so a task has no prompts of its own; use --train embedding")
+
     torch.manual_seed(seed)
     first_new = model.config.num_tasks
-    model = with_new_tasks(model, [new_task.name])
-    names = GLOBAL_TRAINED.get(train) or tuple(model.per_task_parameters())
+    try:
+        model = with_new_tasks(model, [new_task.name], [new_task.description])
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    names = () if train == "none" else GLOBAL_TRAINED.get(train) or tuple(model.per_task_parameters())
     names = tuple(n for n in names if n in model.per_task_parameters())
-    if not names:
+    if not names and train != "none":
         raise InputError(f"{model.config.method} has no per-task parameters to learn for a new task (it is told "
                          "the task by its text prefix): train the new task in the mixture instead")
-    parameters = train_only_new_rows(model, first_new, names)
-    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
+    parameters = train_only_new_rows(model, first_new, names) if names else []
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0) if parameters else None
 
     lengths = (config.max_input_length, config.max_target_length)
     train_split = encode_task(new_task, "train", tokenizer, *lengths)
@@ -102,7 +123,7 @@ def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "e
     generator = torch.Generator().manual_seed(seed)
     model.train()
     losses = []
-    for _ in range(steps):
+    for _ in range(steps if optimizer is not None else 0):
         rows = torch.randint(size, (min(batch_size, size),), generator=generator).tolist()
         batch = collate([train_split.feature(i, first_new) for i in rows])
         loss = model(**batch).loss
@@ -117,7 +138,7 @@ def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "e
         "run": str(loaded.path), "task": new_task.name, "task_id": first_new, "method": model.config.method,
         "train": train, "trained_parameters": list(names),
         "trained_numbers": sum(p[first_new:].numel() for p in parameters),
-        "steps": steps, "batch_size": batch_size, "lr": lr, "num_examples": size, "seed": seed,
+        "steps": steps if optimizer is not None else 0, "batch_size": batch_size, "lr": lr, "num_examples": size, "seed": seed,
         "before": before["tasks"][new_task.name], "after": after["tasks"][new_task.name],
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "seconds": time.time() - started, "model_dir": str(out / "final"),

@@ -10,11 +10,14 @@ A comparison recipe is a training recipe (``docs/training.md``) with an optional
       seeds: 3                                             # default for --seeds
       method_settings:                                     # per method, instead of the recipe's method_settings
         prompt-tuning: {prompt_length: 20}
+      majority: true                                       # add the majority-class reference row
 
 Each (method, seed) trains with :func:`~hyperprompt.training.train` into ``OUT/runs/<method>/seed-<seed>/``
 (seeds are ``seed, seed + 1, ...`` from the recipe's ``seed``; every method of a seed before the next seed). A run whose ``results.json`` exists is
 finished and is not recomputed; a run directory without one is resumed from its latest checkpoint.
 ``OUT/recipe.yaml`` keeps the recipe, so a later call with a different one stops instead of mixing runs.
+With ``majority: true`` the table ends with a reference row that trains nothing: each task's most frequent
+training target given for every evaluation example, scored with the same metrics.
 
 The table (``OUT/comparison.md``, ``OUT/comparison.csv``) has one row per method, named by its label (the
 method with its distinguishing settings, ``MethodConfig.label``): each task's metrics and
@@ -26,6 +29,7 @@ examples_per_s`` (evaluation and checkpointing excluded), averaged over seeds --
 
 from __future__ import annotations
 
+import collections
 import copy
 import csv
 import io
@@ -41,12 +45,14 @@ import yaml
 from accelerate import PartialState
 from transformers import AutoConfig
 
+from hyperprompt.data.metrics import benchmark_score, task_score
 from hyperprompt.errors import TrainingInterrupted
 from hyperprompt.model.config import MethodConfig
 from hyperprompt.model.params import BackboneShape, added_parameters
 from hyperprompt.model.presets import count_backbone_parameters
 from hyperprompt.training.config import ConfigError, TrainConfig, apply_override
 from hyperprompt.training.loop import train
+from hyperprompt.training.recipe import resolve
 
 RECIPE_NAME = "recipe.yaml"
 RESULTS_NAME = "results.json"
@@ -68,12 +74,14 @@ class Comparison:
         seeds: the seed of each repetition.
         method_settings: ``{method: settings}`` replacing the recipe's ``method_settings`` for that method
             (the recipe's apply to its ``method``, or to every method when it names none).
+        majority: add the majority-class reference row (:func:`majority_row`).
     """
 
     recipe: dict[str, Any]
     methods: list[str]
     seeds: list[int]
     method_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    majority: bool = False
 
     def run_config(self, method: str, seed: int) -> TrainConfig:
         """The training recipe of one (method, seed)."""
@@ -110,9 +118,9 @@ def load_comparison(
     if not isinstance(data, dict):
         raise ComparisonError(f"{path}: a recipe is a mapping of keys to values")
     section = data.pop("compare", None) or {}
-    unknown = sorted(set(section) - {"methods", "seeds", "method_settings"})
+    unknown = sorted(set(section) - {"methods", "seeds", "method_settings", "majority"})
     if unknown:
-        raise ComparisonError(f"unknown key(s) {unknown} in 'compare'; valid: methods, seeds, method_settings")
+        raise ComparisonError(f"unknown key(s) {unknown} in 'compare'; valid: majority, methods, seeds, method_settings")
     for item in overrides or []:
         apply_override(data, item)
     methods = list(methods or section.get("methods") or [])
@@ -128,7 +136,8 @@ def load_comparison(
         raise ComparisonError(f"seeds must be at least 1, got {count}")
     method_settings = {str(k): dict(v or {}) for k, v in (section.get("method_settings") or {}).items()}
     first_seed = int(data.get("seed", 0))
-    comparison = Comparison(data, methods, [first_seed + k for k in range(count)], method_settings)
+    comparison = Comparison(data, methods, [first_seed + k for k in range(count)], method_settings,
+                            majority=bool(section.get("majority", False)))
     for method in methods:  # fail now, not after hours of training
         comparison.run_config(method, comparison.seeds[0])
     return comparison
@@ -168,6 +177,8 @@ def run_comparison(
                 f"interrupted at step {stop.step} of {method} seed {seed}; run the same command again to continue "
                 "the comparison (finished runs are kept, the interrupted one resumes).")) from None
     rows = [summarize_method(out, method, comparison.seeds) for method in comparison.methods]
+    if comparison.majority:
+        rows.append(majority_row(comparison))
     if state.is_main_process:
         write_tables(out, rows)
     return rows
@@ -265,11 +276,31 @@ def summarize_method(out_dir: Path, method: str, seeds: list[int]) -> dict[str, 
     }
 
 
+def majority_row(comparison: Comparison) -> dict[str, Any]:
+    """The reference row that trains nothing: per task, its most frequent training target (ties: the first
+    seen) as the prediction for every evaluation example (the recipe's split and example cap), scored with
+    the task's official metrics. A regression task (STS-B) gets a constant, whose correlations are 0."""
+    config = comparison.run_config(comparison.methods[0], comparison.seeds[0])
+    recipe = resolve(config)
+    metrics, scores = {}, {}
+    for task in recipe.tasks:
+        guess = collections.Counter(ex["targets"] for ex in task.load("train")).most_common(1)[0][0]
+        references = task.load(config.eval.split)[:config.eval.max_examples_per_task]
+        values = task.compute_metrics([guess] * len(references), references)
+        values = {name: 0.0 if math.isnan(value) else value for name, value in values.items()}
+        metrics.update({(task.name, name): (value, 0.0) for name, value in values.items()})
+        scores[task.name] = task_score(values)
+    return {"method": "majority", "label": "majority class (most frequent training target)",
+            "seeds": comparison.seeds, "metrics": metrics, "average": (benchmark_score(scores), 0.0),
+            "added_parameters": 0, "added_percent": 0.0, "step_time": None}
+
+
 # --- tables -----------------------------------------------------------------------------------------
 
 def _relative_step_times(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     reference = next((row["step_time"] for row in rows if row["method"] == "mtl"), None)
-    return {row["method"]: None if reference is None else row["step_time"] / reference for row in rows}
+    return {row["method"]: None if reference is None or row["step_time"] is None else row["step_time"] / reference
+            for row in rows}
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -294,7 +325,8 @@ def comparison_csv(rows: list[dict[str, Any]]) -> str:
         line: list[Any] = [row["method"], row["label"], len(row["seeds"])]
         for key in columns:
             line += list(row["metrics"].get(key, ("", "")))
-        line += [*row["average"], row["added_parameters"], row["added_percent"], row["step_time"],
+        line += [*row["average"], row["added_parameters"], row["added_percent"],
+                 "" if row["step_time"] is None else row["step_time"],
                  "" if relative[row["method"]] is None else relative[row["method"]]]
         writer.writerow(line)  # floats at full precision (str(float) round-trips)
     return buffer.getvalue()
@@ -315,7 +347,8 @@ def comparison_markdown(rows: list[dict[str, Any]]) -> str:
         for key in columns:
             cells.append(_pm(row["metrics"][key]) if key in row["metrics"] else "")
         rel = relative[row["method"]]
-        timing = f"{1000 * row['step_time']:.0f} ms" + ("" if rel is None else f" ({rel:.2f}x)")
+        timing = "" if row["step_time"] is None else f"{1000 * row['step_time']:.0f} ms" + (
+            "" if rel is None else f" ({rel:.2f}x)")
         cells += [f"**{_pm(row['average'])}**", f"{row['added_parameters']:,} ({row['added_percent']:.2f}%)", timing]
         lines.append("| " + " | ".join(cells) + " |")
     seeds = rows[0]["seeds"] if rows else []

@@ -158,9 +158,11 @@ class TrainConfig:
         if self.method not in MethodConfig.registry:
             raise ConfigError(f"config key 'method': {self.method!r} is not one of "
                               f"{', '.join(map(repr, sorted(MethodConfig.registry)))}")
-        reserved = sorted({"method", "task_names"} & set(self.method_settings))
+        reserved = sorted({"method", "task_names", "task_descriptions", "description_dim", "task_groups"}
+                          & set(self.method_settings))
         if reserved:
-            raise ConfigError(f"config key 'method_settings': {reserved} are set from 'method' and 'tasks', not here")
+            raise ConfigError(f"config key 'method_settings': {reserved} are set from 'method' and 'tasks' (the "
+                              "tasks' descriptions, their encoder's width), not here")
         try:
             self.method_config(self.tasks)
         except ValueError as error:
@@ -172,9 +174,21 @@ class TrainConfig:
         """Tokens to generate at evaluation: ``eval.max_new_tokens``, else ``max_target_length``."""
         return self.eval.max_new_tokens or self.max_target_length
 
-    def method_config(self, task_names: list[str]) -> MethodConfig:
-        """The model's method config for ``task_names`` (in task-id order)."""
-        return MethodConfig.from_dict({"method": self.method, "task_names": list(task_names), **self.method_settings})
+    def method_config(self, task_names: list[str], descriptions: list[str | None] | None = None) -> MethodConfig:
+        """The model's method config for ``task_names`` (in task-id order). ``descriptions``: the tasks'
+        descriptions, read by ``task_conditioning: description`` (``None``: placeholders, to check the other
+        settings before the tasks are built)."""
+        data = {"method": self.method, "task_names": list(task_names), **self.method_settings}
+        if data.get("task_conditioning") == "description":
+            if descriptions is None:
+                descriptions = ["(description)"] * len(task_names)
+            missing = [name for name, text in zip(task_names, descriptions, strict=True) if not text]
+            if missing:
+                raise ValueError(f"task_conditioning: description makes each task's prompts from its description, "
+                                 f"and {missing} have none: add 'description:' to their task spec (built-in "
+                                 "GLUE / SuperGLUE and synthetic tasks have one)")
+            data["task_descriptions"] = list(descriptions)
+        return MethodConfig.from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -63,7 +63,7 @@ def resolve(config: TrainConfig, data_dir: str | Path | None = None) -> Recipe:
         cache_dir=_absolute(config.cache_dir), task_files=[_absolute(p) for p in config.task_files],
         model=model, tokenizer=tokenizer)
     try:
-        method = resolved.method_config(names)
+        method = resolved.method_config(names, [task.description for task in tasks])
     except ValueError as error:
         raise ConfigError(f"config key 'method_settings': {error}") from None
     return Recipe(resolved, tuple(tasks), method)

@@ -144,3 +144,25 @@ def test_rows_are_labelled_with_the_settings_they_used(tmp_path):
     assert "| hyperprompt-global (paper-exact) | " in (out / "comparison.md").read_text()
     results = json.loads((out / "runs" / "hyperprompt-global" / "seed-0" / "results.json").read_text())
     assert results["method_label"] == "hyperprompt-global (paper-exact)"
+
+
+def test_the_majority_row_scores_the_most_frequent_training_target(tmp_path, shared_data):
+    """``compare.majority``: a reference row computed from the real CB and STS-B files, by hand here."""
+    data = {k: v for k, v in RECIPE.items() if k != "compare"}
+    data.update(tasks=["superglue/cb", "glue/stsb"], data_dir=str(shared_data), max_input_length=16,
+                max_steps=2, save_every=2, eval={"max_examples_per_task": 40, "batch_size": 8, "max_new_tokens": 2})
+    data["compare"] = {"methods": ["mtl"], "seeds": 1, "majority": True}
+    path = tmp_path / "majority.yaml"
+    path.write_text(yaml.safe_dump(data))
+    out = tmp_path / "cmp"
+    assert run_cli(str(path), "--out", str(out)) == 0
+    table = read_csv(out / "comparison.csv")
+    assert list(table) == ["mtl", "majority"]
+    row = table["majority"]
+    cb_train = [json.loads(line)["label"] for line in (shared_data / "superglue" / "CB" / "train.jsonl").open()]
+    cb_val = [json.loads(line)["label"] for line in (shared_data / "superglue" / "CB" / "val.jsonl").open()][:40]
+    most = max(set(cb_train), key=cb_train.count)
+    assert float(row["superglue/cb/accuracy_mean"]) == pytest.approx(100 * cb_val.count(most) / 40)
+    assert float(row["glue/stsb/pearson_mean"]) == 0.0 and float(row["glue/stsb/spearman_mean"]) == 0.0
+    assert row["added_parameters"] == "0" and row["step_time_s"] == "" and row["step_time_vs_mtl"] == ""
+    assert "| majority class (most frequent training target) |" in (out / "comparison.md").read_text()

@@ -1,0 +1,150 @@
+"""New tasks from their descriptions: zero-shot and few-shot on held-out tasks of a described family (issue 15).
+
+The family (:mod:`hyperprompt.data.task_family`: 43 tasks over the same letter strings, each with a sentence
+saying what it asks) is split into 35 training tasks and 8 held-out ones whose parts all occur in training
+("the letter two after the third letter": *third* and *two after* are seen, together they are not). Three
+HyperPrompt-Global models (the demo's tiny T5 from scratch, no task prefix, the same recipe) are trained:
+
+- ``described``: k_tau from the task's description (frozen MiniLM, mean-pooled, through a learned
+  projection; one global prompt shared by all tasks), on the 35 training tasks;
+- ``named``: a learned k_tau per task (the paper's Global), on the 35 training tasks;
+- ``all-named``: the paper's Global on all 43 tasks (the upper bound: each held-out task trained in the mixture).
+
+Each held-out task is then added (``add_task``, everything else frozen, old tasks bit-identical):
+zero-shot from its description (``described``, nothing trained); its description embedding fine-tuned from
+there on N examples; ``named`` learning its task embedding (mean-initialised) or embedding + global prompts on
+N examples. References: its score in ``all-named``, and chance (the most frequent validation answer).
+
+    python benchmarks/described_tasks.py --out runs/described-tasks --figure     # ~35 min on 2 cores
+
+Writes OUT/described_tasks.json and OUT/described_tasks.png (with --figure also
+docs/figures/described_tasks.png); finished runs are kept, so a second call resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hyperprompt.data import get_task  # noqa: E402
+from hyperprompt.data.task_family import HELD_OUT, TASK_NAMES, TRAINING  # noqa: E402
+from hyperprompt.training import load_config, train  # noqa: E402
+from hyperprompt.training.add_task import add_task  # noqa: E402
+from hyperprompt.training.demo import DEMO_RECIPE  # noqa: E402
+
+MODELS = {
+    "described": (TRAINING, {"task_conditioning": "description"}),
+    "named": (TRAINING, {}),
+    "all-named": (TASK_NAMES, {}),
+}
+#: curve name -> (base model, add_task's train=)
+CURVES = {
+    "described + fine-tuned description embedding": ("described", "embedding"),
+    "named: task embedding": ("named", "embedding"),
+    "named: task embedding + global prompts": ("named", "embedding+prompts"),
+}
+
+
+def chance(task_name: str) -> float:
+    """Accuracy of always giving the most frequent validation answer (%)."""
+    targets = collections.Counter(ex["targets"] for ex in get_task(task_name).load("validation"))
+    return 100.0 * max(targets.values()) / sum(targets.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/described-tasks")
+    parser.add_argument("--steps", type=int, default=4000, help="steps of the three base runs")
+    parser.add_argument("--add-steps", type=int, default=300)
+    parser.add_argument("--examples", type=int, nargs="+", default=[16, 64, 256], help="N, the few-shot sizes")
+    parser.add_argument("--held-out", nargs="+", default=list(HELD_OUT), help="held-out tasks to add")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-examples", type=int, help="validation examples per task (default: all 100)")
+    parser.add_argument("--figure", action="store_true", help="also write docs/figures/described_tasks.png")
+    args = parser.parse_args()
+    out = Path(args.out)
+    base = {**DEMO_RECIPE, "method": "hyperprompt-global", "task_prefix": False, "max_steps": args.steps,
+            "save_every": args.steps, "seed": args.seed, "mixture": {"rate": "equal"},
+            "eval": {**DEMO_RECIPE["eval"], "max_examples_per_task": args.eval_examples}}
+    report: dict = {"benchmark": "described_tasks", "settings": vars(args), "models": {}, "tasks": {}}
+    for name, (tasks, settings) in MODELS.items():
+        if not (out / name / "results.json").is_file():
+            shutil.rmtree(out / name, ignore_errors=True)
+            with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON report
+                train(load_config(base={**base, "tasks": list(tasks), "method_settings": settings}), out / name)
+        final = json.loads((out / name / "results.json").read_text())["final"]
+        report["models"][name] = {"tasks": len(tasks), "average": final["average"]}
+        if name == "all-named":
+            upper = {task: final["tasks"][task]["score"] for task in args.held_out}
+
+    def added(model: str, task: str, train_what: str, n: int | None) -> dict:
+        target = out / "added" / task.replace("/", "_") / f"{model}-{train_what}-{n or 'none'}"
+        if not (target / "results.json").is_file():
+            shutil.rmtree(target, ignore_errors=True)
+            with contextlib.redirect_stdout(sys.stderr):
+                add_task(out / model / "final", task, target, train=train_what, steps=args.add_steps,
+                         batch_size=16, lr=1e-2, num_examples=n, seed=args.seed, eval_examples=args.eval_examples)
+        return json.loads((target / "results.json").read_text())
+
+    for task in args.held_out:
+        zero_shot = added("described", task, "none", None)
+        row = {"chance": chance(task), "upper_bound": upper[task], "zero_shot": zero_shot["after"]["score"],
+               "curves": {}}
+        for curve, (model, train_what) in CURVES.items():
+            for n in args.examples:
+                result = added(model, task, train_what, n)
+                row["curves"].setdefault(curve, {})[str(n)] = result["after"]["score"]
+                if model == "named":
+                    row["named_mean_rows"] = result["before"]["score"]
+        report["tasks"][task] = row
+    rows = report["tasks"].values()
+    report["mean"] = {
+        key: statistics.fmean(r[key] for r in rows) for key in ("chance", "upper_bound", "zero_shot", "named_mean_rows")
+    }
+    report["mean"]["curves"] = {curve: {str(n): statistics.fmean(r["curves"][curve][str(n)] for r in rows)
+                                        for n in args.examples} for curve in CURVES}
+    (out / "described_tasks.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    plot(report, out / "described_tasks.png")
+    if args.figure:
+        shutil.copy(out / "described_tasks.png",
+                    Path(__file__).resolve().parents[1] / "docs" / "figures" / "described_tasks.png")
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mean = report["mean"]
+    figure, axes = plt.subplots(figsize=(6.4, 3.8))
+    for curve, points in mean["curves"].items():
+        xs = sorted(points, key=int)
+        axes.plot([int(x) for x in xs], [points[x] for x in xs], marker="o", label=curve)
+    for value, label, style in ((mean["upper_bound"], "trained in the mixture (all 43 tasks)", "--"),
+                                (mean["zero_shot"], "zero-shot from the description", "-"),
+                                (mean["named_mean_rows"], "named: mean rows, before training", ":"),
+                                (mean["chance"], "chance (most frequent answer)", "-.")):
+        axes.axhline(value, linestyle=style, color="gray", label=label)
+    axes.set_xscale("log", base=2)
+    axes.set_xlabel("training examples of the new task")
+    axes.set_ylabel(f"accuracy, mean of {len(report['tasks'])} held-out tasks (%)")
+    axes.set_ylim(0, 105)
+    axes.legend(fontsize=6.5, frameon=False)
+    axes.set_title("New tasks for HyperPrompt-Global: described or named (t5-tiny)", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    main()
