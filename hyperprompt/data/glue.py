@@ -229,8 +229,8 @@ DESCRIPTIONS: dict[str, str] = {
     "glue/qqp": "Do these two questions ask the same thing?",
     "glue/stsb": "How similar in meaning are these two sentences, on a scale from 0 to 5?",
     "glue/mnli": "Does the premise entail, contradict or leave neutral the hypothesis?",
-    "glue/mnli_matched": "Does the premise entail, contradict or leave neutral the hypothesis?",
-    "glue/mnli_mismatched": "Does the premise entail, contradict or leave neutral the hypothesis?",
+    "glue/mnli_matched": "Does the premise entail, contradict or leave neutral the hypothesis, in a seen genre?",
+    "glue/mnli_mismatched": "Does the premise entail, contradict or leave neutral the hypothesis, in an unseen genre?",
     "glue/qnli": "Does the sentence contain the answer to the question?",
     "glue/rte": "Does the first sentence entail the second?",
     "glue/wnli": "Is the sentence with the pronoun replaced entailed by the original sentence?",
@@ -242,8 +242,8 @@ DESCRIPTIONS: dict[str, str] = {
     "superglue/rte": "Does the premise entail the hypothesis?",
     "superglue/wic": "Is the word used with the same meaning in both sentences?",
     "superglue/wsc": "Does the pronoun refer to the marked noun phrase?",
-    "superglue/axb": "Does the first sentence entail the second?",
-    "superglue/axg": "Does the premise entail the hypothesis?",
+    "superglue/axb": "Does the first sentence entail the second, for a diagnostic linguistic phenomenon?",
+    "superglue/axg": "Does the premise entail the hypothesis, with gendered pronouns swapped?",
 }
 
 

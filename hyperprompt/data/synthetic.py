@@ -175,7 +175,7 @@ def conflict_tasks(
             "validation": [(" ".join(letters), rule(letters)) for letters in validation],
         }
         task = make_task(f"synthetic/conflict_{rule_name}", splits, tuple(alphabet), prefix=prefix,
-                         description=DESCRIPTIONS[rule_name])
+                         description=f"{DESCRIPTIONS[rule_name]}, where the first and last letters differ")
         if register:
             register_task(task)
         tasks.append(task)

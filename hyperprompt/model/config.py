@@ -30,7 +30,8 @@ class MethodConfig:
         freeze_backbone: train only the task-conditioned parameters (the paper tunes everything).
         task_groups: how many tasks the model had when trained, then how many each ``add-task`` added, in
             task-id order (``None``: one group, every task). Inference computes each group's task tables
-            (prompts, generated adapters) together, with the shapes it had when the group was added: a BLAS
+            (:meth:`MultiTaskT5.task_tables`: HyperPrompt's prompts, HyperFormer++'s generated adapters)
+            together, with the shapes it had when the group was added: a BLAS
             matmul's rows can depend on how many rows it has, so tables over all tasks at once would change
             an old task's outputs in the last bits once a task is added.
     """

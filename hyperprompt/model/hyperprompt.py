@@ -144,12 +144,21 @@ class HyperPromptConfig(MethodConfig, PromptedStacksMixin, BottleneckMixin):
                 raise ValueError(f"task_conditioning='description' needs a description for every task, in "
                                  f"task-id order; missing for {missing or self.task_names}.")
             self.task_descriptions = list(descriptions)
+            same = {d: [n for n, e in zip(self.task_names, descriptions, strict=True) if e.strip() == d.strip()]
+                    for d in descriptions}
+            clashes = [names for names in same.values() if len(names) > 1]
+            if clashes:
+                raise ValueError(f"tasks {clashes[0]} have the same description ({descriptions[self.task_names.index(clashes[0][0])]!r}): "
+                                 "they would get the same prompts; describe each task differently.")
         elif self.task_descriptions is not None:
             raise ValueError("task_descriptions are read only with task_conditioning='description'; drop them "
                              "or set task_conditioning: description.")
         if self.global_prompts is None:
             self.global_prompts = "shared" if self.describes_tasks else "per-task"
         check_choice("global_prompts", self.global_prompts, GLOBAL_PROMPTS)
+        if self.global_prompts == "shared" and self.variant != "global":
+            raise ValueError(f"global_prompts='shared' needs hyperprompt-global: hyperprompt-{self.variant} would then "
+                             "have nothing that depends on the task.")
 
     @property
     def describes_tasks(self) -> bool:
@@ -281,7 +290,9 @@ class HyperPromptGenerator(nn.Module):
         if features.shape[0] < 2:
             return
         mean = features.mean(dim=0)
-        radius = (features - mean).norm(dim=-1).pow(2).mean().sqrt().clamp(min=1e-6)
+        radius = (features - mean).norm(dim=-1).pow(2).mean().sqrt()
+        if radius < 1e-3:  # (near-)identical descriptions: nothing to spread; keep W_p as initialised
+            return
         nn.init.normal_(weight, std=1.0 / radius.item())
         bias.copy_(-(weight @ mean.to(weight)))
 

@@ -76,14 +76,14 @@ def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "e
     if train in GLOBAL_TRAINED and model.config.method != "hyperprompt-global":
         raise InputError(f"--train {train} needs a HyperPrompt-Global model (task embeddings); this is "
                          f"{model.config.method}: use --train task-rows")
-    task_files = [*config.task_files, str(spec_path.resolve())] if spec_path.suffix else list(config.task_files)
-    recipe = resolve(dataclasses.replace(config, tasks=[*config.tasks, new_task.name], task_files=task_files),
-                     data_dir=data_dir)
-
     describes = bool(getattr(model.config, "describes_tasks", False))
     if describes and not new_task.description:
         raise InputError(f"{loaded.path} makes each task's prompts from its description, and {new_task.name} has "
                          "none: add 'description:' to its task spec")
+    task_files = [*config.task_files, str(spec_path.resolve())] if spec_path.suffix else list(config.task_files)
+    recipe = resolve(dataclasses.replace(config, tasks=[*config.tasks, new_task.name], task_files=task_files),
+                     data_dir=data_dir)
+
     if train == "none" and not describes:
         raise InputError("--train none keeps the new task at the mean of the old tasks' rows; it is meant for a "
                          "description-conditioned model (task_conditioning: description). Choose "

@@ -136,8 +136,10 @@ def load_comparison(
         raise ComparisonError(f"seeds must be at least 1, got {count}")
     method_settings = {str(k): dict(v or {}) for k, v in (section.get("method_settings") or {}).items()}
     first_seed = int(data.get("seed", 0))
-    comparison = Comparison(data, methods, [first_seed + k for k in range(count)], method_settings,
-                            majority=bool(section.get("majority", False)))
+    majority = section.get("majority", False)
+    if not isinstance(majority, bool):
+        raise ComparisonError(f"compare.majority must be true or false, got {majority!r}")
+    comparison = Comparison(data, methods, [first_seed + k for k in range(count)], method_settings, majority=majority)
     for method in methods:  # fail now, not after hours of training
         comparison.run_config(method, comparison.seeds[0])
     return comparison

@@ -181,7 +181,7 @@ class TrainConfig:
         data = {"method": self.method, "task_names": list(task_names), **self.method_settings}
         if data.get("task_conditioning") == "description":
             if descriptions is None:
-                descriptions = ["(description)"] * len(task_names)
+                descriptions = [f"(the description of {name})" for name in task_names]
             missing = [name for name, text in zip(task_names, descriptions, strict=True) if not text]
             if missing:
                 raise ValueError(f"task_conditioning: description makes each task's prompts from its description, "

@@ -210,7 +210,9 @@ class FullWeights:
         elif is_deepspeed(self.accelerator) and any(p.dtype != torch.float32 for p in module.parameters()):
             from deepspeed.utils import safe_get_full_fp32_param
 
-            weights = {name: safe_get_full_fp32_param(p).cpu() for name, p in module.named_parameters()}
+            # a frozen parameter has no fp32 master copy (DeepSpeed returns None): its own value is the weight
+            weights = {name: (full.cpu() if (full := safe_get_full_fp32_param(p)) is not None else p.detach().float().cpu())
+                       for name, p in module.named_parameters()}
         else:
             return module if self.accelerator.is_main_process else None
         if self.template is None:

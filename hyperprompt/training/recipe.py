@@ -66,4 +66,7 @@ def resolve(config: TrainConfig, data_dir: str | Path | None = None) -> Recipe:
         method = resolved.method_config(names, [task.description for task in tasks])
     except ValueError as error:
         raise ConfigError(f"config key 'method_settings': {error}") from None
+    encoder = getattr(method, "description_encoder", None)
+    if encoder and Path(encoder).expanduser().is_dir():  # a local sentence encoder: found from any directory later
+        method = dataclasses.replace(method, description_encoder=_absolute(encoder))
     return Recipe(resolved, tuple(tasks), method)

@@ -155,6 +155,11 @@ def test_bad_description_requests_are_refused(trained, tmp_path, capsys):
         resolve(config)
     with pytest.raises(ConfigError, match="needs hyperprompt-global"):
         load_config(base=recipe(method="hyperprompt-share"))
+    with pytest.raises(ConfigError, match="global_prompts='shared' needs hyperprompt-global"):
+        load_config(base=recipe(method="hyperprompt-sep", method_settings={"global_prompts": "shared"}))
+    with pytest.raises(ValueError, match=r"tasks \['a', 'c'\] have the same description"):
+        HyperPromptConfig(task_names=["a", "b", "c"], task_conditioning="description",
+                          task_descriptions=["The first letter", "The last letter", "The first letter"])
     with pytest.raises(ConfigError, match=r"\['task_descriptions'\] are set from"):
         load_config(base=recipe(method_settings={"task_conditioning": "description", "task_descriptions": ["x"]}))
     bad = tmp_path / "bad.yaml"
@@ -166,8 +171,8 @@ def test_bad_description_requests_are_refused(trained, tmp_path, capsys):
                                      "description": "The first letter again"}))
     assert load_task_spec(described, register=False).description == "The first letter again"
     # a described model cannot take a task without a description; --train none needs a described model
-    assert main(["add-task", str(trained / "run"), "--task", str(spec), "--out", str(tmp_path / "x")]) == 2
-    assert "['user/undescribed'] have none: add 'description:' to their task spec" in capsys.readouterr().err
+    assert main(["add-task", str(trained / "run"), "--task", str(spec), "--out", str(tmp_path / "x")]) == 1
+    assert "user/undescribed has none: add 'description:' to its task spec" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
     assert main(["add-task", str(trained / "run"), "--task", UNSEEN, "--out", str(tmp_path / "y"),
                  "--train", "embedding+prompts"]) == 1
