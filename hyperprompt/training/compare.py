@@ -11,13 +11,16 @@ A comparison recipe is a training recipe (``docs/training.md``) with an optional
       method_settings:                                     # per method, instead of the recipe's method_settings
         prompt-tuning: {prompt_length: 20}
       majority: true                                       # add the majority-class reference row
+      single_task: [superglue/cb]                          # and MTL trained on each of these tasks alone
 
 Each (method, seed) trains with :func:`~hyperprompt.training.train` into ``OUT/runs/<method>/seed-<seed>/``
 (seeds are ``seed, seed + 1, ...`` from the recipe's ``seed``; every method of a seed before the next seed). A run whose ``results.json`` exists is
 finished and is not recomputed; a run directory without one is resumed from its latest checkpoint.
 ``OUT/recipe.yaml`` keeps the recipe, so a later call with a different one stops instead of mixing runs.
 With ``majority: true`` the table ends with a reference row that trains nothing: each task's most frequent
-training target given for every evaluation example, scored with the same metrics.
+training target given for every evaluation example, scored with the same metrics. ``single_task`` lists tasks
+that ``mtl`` also learns one at a time (same recipe and seeds, ``OUT/runs/mtl-single/<task>/seed-<seed>/``):
+the reference row of single-task fine-tuning, with those tasks' columns only (its average is n/a).
 
 The table (``OUT/comparison.md``, ``OUT/comparison.csv``) has one row per method, named by its label (the
 method with its distinguishing settings, ``MethodConfig.label``): each task's metrics and
@@ -32,6 +35,7 @@ from __future__ import annotations
 import collections
 import copy
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -75,6 +79,7 @@ class Comparison:
         method_settings: ``{method: settings}`` replacing the recipe's ``method_settings`` for that method
             (the recipe's apply to its ``method``, or to every method when it names none).
         majority: add the majority-class reference row (:func:`majority_row`).
+        single_task: tasks (canonical names, among the recipe's) that ``mtl`` also learns alone.
     """
 
     recipe: dict[str, Any]
@@ -82,6 +87,7 @@ class Comparison:
     seeds: list[int]
     method_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     majority: bool = False
+    single_task: list[str] = field(default_factory=list)
 
     def run_config(self, method: str, seed: int) -> TrainConfig:
         """The training recipe of one (method, seed)."""
@@ -97,6 +103,11 @@ class Comparison:
             return TrainConfig.from_dict(data)
         except ConfigError as error:
             raise ComparisonError(f"method {method!r}: {error}") from None
+
+    def single_task_config(self, task: str, seed: int) -> TrainConfig:
+        """The recipe of ``mtl`` trained on ``task`` alone."""
+        config = self.run_config("mtl", seed)
+        return dataclasses.replace(config, tasks=[task])
 
     def saved_form(self) -> dict[str, Any]:
         """What must match between calls that share an output directory (methods and seeds may grow)."""
@@ -118,9 +129,10 @@ def load_comparison(
     if not isinstance(data, dict):
         raise ComparisonError(f"{path}: a recipe is a mapping of keys to values")
     section = data.pop("compare", None) or {}
-    unknown = sorted(set(section) - {"methods", "seeds", "method_settings", "majority"})
+    unknown = sorted(set(section) - {"methods", "seeds", "method_settings", "majority", "single_task"})
     if unknown:
-        raise ComparisonError(f"unknown key(s) {unknown} in 'compare'; valid: majority, methods, seeds, method_settings")
+        raise ComparisonError(f"unknown key(s) {unknown} in 'compare'; valid: majority, methods, method_settings, "
+                              "seeds, single_task")
     for item in overrides or []:
         apply_override(data, item)
     methods = list(methods or section.get("methods") or [])
@@ -139,7 +151,15 @@ def load_comparison(
     majority = section.get("majority", False)
     if not isinstance(majority, bool):
         raise ComparisonError(f"compare.majority must be true or false, got {majority!r}")
-    comparison = Comparison(data, methods, [first_seed + k for k in range(count)], method_settings, majority=majority)
+    single = section.get("single_task") or []
+    if not isinstance(single, list) or not all(isinstance(t, str) for t in single):
+        raise ComparisonError(f"compare.single_task must be a list of task names, got {single!r}")
+    unknown_tasks = [t for t in single if t not in (data.get("tasks") or [])]
+    if unknown_tasks:
+        raise ComparisonError(f"compare.single_task: {unknown_tasks} are not among the recipe's tasks "
+                              f"({', '.join(data.get('tasks') or [])}); use the names as 'tasks' writes them")
+    comparison = Comparison(data, methods, [first_seed + k for k in range(count)], method_settings, majority=majority,
+                            single_task=list(single))
     for method in methods:  # fail now, not after hours of training
         comparison.run_config(method, comparison.seeds[0])
     return comparison
@@ -147,6 +167,11 @@ def load_comparison(
 
 def run_dir(out_dir: str | Path, method: str, seed: int) -> Path:
     return Path(out_dir) / "runs" / method / f"seed-{seed}"
+
+
+def single_task_dir(out_dir: str | Path, task: str, seed: int) -> Path:
+    """Where ``mtl`` learns ``task`` alone (task names are checked: ``glue/sst2`` -> ``glue_sst2``)."""
+    return Path(out_dir) / "runs" / "mtl-single" / task.replace("/", "_") / f"seed-{seed}"
 
 
 def run_comparison(
@@ -164,21 +189,26 @@ def run_comparison(
     state.wait_for_everyone()
     # seed-major order: load drift on a shared machine then affects every method's step time alike,
     # and an interrupted comparison already has whole seeds of every method
-    pairs = [(m, s) for s in comparison.seeds for m in comparison.methods]
-    for index, (method, seed) in enumerate(pairs, 1):
-        directory = run_dir(out, method, seed)
+    pairs = [(m, s, None) for s in comparison.seeds for m in comparison.methods]
+    pairs += [("mtl", s, t) for s in comparison.seeds for t in comparison.single_task]
+    for index, (method, seed, task) in enumerate(pairs, 1):
+        directory = run_dir(out, method, seed) if task is None else single_task_dir(out, task, seed)
+        name = method if task is None else f"mtl on {task} alone"
         if (directory / RESULTS_NAME).is_file():
-            log(f"[{index}/{len(pairs)}] {method} seed {seed}: finished, kept ({directory})")
+            log(f"[{index}/{len(pairs)}] {name} seed {seed}: finished, kept ({directory})")
             continue
         resume = directory.is_dir()
-        log(f"[{index}/{len(pairs)}] {method} seed {seed}: {'resuming' if resume else 'training'} -> {directory}")
+        log(f"[{index}/{len(pairs)}] {name} seed {seed}: {'resuming' if resume else 'training'} -> {directory}")
+        config = comparison.run_config(method, seed) if task is None else comparison.single_task_config(task, seed)
         try:
-            train(comparison.run_config(method, seed), directory, resume=resume)
+            train(config, directory, resume=resume)
         except TrainingInterrupted as stop:
             raise TrainingInterrupted(stop.step, stop.checkpoint, (
-                f"interrupted at step {stop.step} of {method} seed {seed}; run the same command again to continue "
+                f"interrupted at step {stop.step} of {name} seed {seed}; run the same command again to continue "
                 "the comparison (finished runs are kept, the interrupted one resumes).")) from None
     rows = [summarize_method(out, method, comparison.seeds) for method in comparison.methods]
+    if comparison.single_task:
+        rows.append(single_task_row(out, comparison))
     if comparison.majority:
         rows.append(majority_row(comparison))
     if state.is_main_process:
@@ -276,6 +306,21 @@ def summarize_method(out_dir: Path, method: str, seeds: list[int]) -> dict[str, 
         "added_percent": 100 * first["added_parameters"] / first["backbone_parameters"],
         "step_time": statistics.fmean(run["step_time"] for run in runs),
     }
+
+
+def single_task_row(out_dir: Path, comparison: Comparison) -> dict[str, Any]:
+    """The reference row of ``mtl`` trained on each ``single_task`` task alone: those tasks' metrics (mean, std
+    over seeds; best checkpoint, as the other rows), their step time; no average (it would cover other tasks)."""
+    metrics: dict[tuple[str, str], tuple[float, float]] = {}
+    step_times = []
+    for task in comparison.single_task:
+        runs = [read_run(single_task_dir(out_dir, task, seed)) for seed in comparison.seeds]
+        for metric in runs[0]["metrics"][task]:
+            metrics[(task, metric)] = mean_std([run["metrics"][task][metric] for run in runs])
+        step_times += [run["step_time"] for run in runs]
+    return {"method": "mtl-single", "label": "mtl, one model per task (single-task fine-tuning)",
+            "seeds": comparison.seeds, "metrics": metrics, "average": (math.nan, math.nan),
+            "added_parameters": 0, "added_percent": 0.0, "step_time": statistics.fmean(step_times)}
 
 
 def majority_row(comparison: Comparison) -> dict[str, Any]:

@@ -146,18 +146,24 @@ def test_rows_are_labelled_with_the_settings_they_used(tmp_path):
     assert results["method_label"] == "hyperprompt-global (paper-exact)"
 
 
-def test_the_majority_row_scores_the_most_frequent_training_target(tmp_path, shared_data):
-    """``compare.majority``: a reference row computed from the real CB and STS-B files, by hand here."""
+def test_the_reference_rows_majority_and_single_task(tmp_path, shared_data):
+    """``compare.majority``: a row computed from the real CB and STS-B files, checked by hand here;
+    ``compare.single_task``: mtl trained on CB alone, its row equal to that run's results."""
     data = {k: v for k, v in RECIPE.items() if k != "compare"}
     data.update(tasks=["superglue/cb", "glue/stsb"], data_dir=str(shared_data), max_input_length=16,
                 max_steps=2, save_every=2, eval={"max_examples_per_task": 40, "batch_size": 8, "max_new_tokens": 2})
-    data["compare"] = {"methods": ["mtl"], "seeds": 1, "majority": True}
+    data["compare"] = {"methods": ["mtl"], "seeds": 1, "majority": True, "single_task": ["superglue/cb"]}
     path = tmp_path / "majority.yaml"
     path.write_text(yaml.safe_dump(data))
     out = tmp_path / "cmp"
     assert run_cli(str(path), "--out", str(out)) == 0
     table = read_csv(out / "comparison.csv")
-    assert list(table) == ["mtl", "majority"]
+    assert list(table) == ["mtl", "mtl-single", "majority"]
+    single = json.loads((out / "runs" / "mtl-single" / "superglue_cb" / "seed-0" / "results.json").read_text())
+    assert single["tasks"] == ["superglue/cb"]
+    cb = single["best_per_task"]["tasks"]["superglue/cb"]["metrics"]
+    assert float(table["mtl-single"]["superglue/cb/accuracy_mean"]) == pytest.approx(cb["accuracy"])
+    assert table["mtl-single"]["glue/stsb/pearson_mean"] == "" and table["mtl-single"]["average_mean"] == "nan"
     row = table["majority"]
     cb_train = [json.loads(line)["label"] for line in (shared_data / "superglue" / "CB" / "train.jsonl").open()]
     cb_val = [json.loads(line)["label"] for line in (shared_data / "superglue" / "CB" / "val.jsonl").open()][:40]
@@ -165,4 +171,10 @@ def test_the_majority_row_scores_the_most_frequent_training_target(tmp_path, sha
     assert float(row["superglue/cb/accuracy_mean"]) == pytest.approx(100 * cb_val.count(most) / 40)
     assert float(row["glue/stsb/pearson_mean"]) == 0.0 and float(row["glue/stsb/spearman_mean"]) == 0.0
     assert row["added_parameters"] == "0" and row["step_time_s"] == "" and row["step_time_vs_mtl"] == ""
-    assert "| majority class (most frequent training target) |" in (out / "comparison.md").read_text()
+    markdown = (out / "comparison.md").read_text()
+    assert "| majority class (most frequent training target) |" in markdown
+    assert "| mtl, one model per task (single-task fine-tuning) |" in markdown and "**n/a**" in markdown
+    bad = {**data, "compare": {**data["compare"], "single_task": ["superglue/rte"]}}
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(ComparisonError, match=r"single_task: \['superglue/rte'\] are not among the recipe's tasks"):
+        load_comparison(path)
