@@ -13,7 +13,9 @@ HyperPrompt-Global models (the demo's tiny T5 from scratch, no task prefix, the 
 Each held-out task is then added (``add_task``, everything else frozen, old tasks bit-identical):
 zero-shot from its description (``described``, nothing trained); its description embedding fine-tuned from
 there on N examples; ``named`` learning its task embedding (mean-initialised) or embedding + global prompts on
-N examples. References: its score in ``all-named``, and chance (the most frequent validation answer).
+N examples; and, as the baseline, prefix tuning of the new task on the same frozen ``named`` model (its
+prompts in every layer learned directly, from the generated ones). References: its score in ``all-named``,
+and chance (the most frequent validation answer). Not here: prompt tuning (soft input tokens) of the new task.
 
     python benchmarks/described_tasks.py --out runs/described-tasks --figure     # ~35 min on 2 cores
 
@@ -50,6 +52,7 @@ CURVES = {
     "described + fine-tuned description embedding": ("described", "embedding"),
     "named: task embedding": ("named", "embedding"),
     "named: task embedding + global prompts": ("named", "embedding+prompts"),
+    "named: prefix tuning (every layer's prompts learned directly)": ("named", "prefix"),
 }
 
 

@@ -24,7 +24,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--task", required=True, help="a task spec (YAML / JSON, docs/data.md) or a built-in task")
     parser.add_argument("--out", required=True, metavar="DIR")
     parser.add_argument("--train", default="embedding", choices=TRAIN_CHOICES,
-                        help="what to learn (default: embedding; task-rows for methods other than Global; none: a "
+                        help="what to learn (default: embedding; prefix: the new task's prompts in every layer, learned "
+                        "directly, the prefix-tuning baseline; task-rows for methods other than HyperPrompt; none: a "
                         "description-conditioned Global's zero-shot prompts, from the task's description alone)")
     parser.add_argument("--steps", type=positive_int, default=300)
     parser.add_argument("--batch-size", type=positive_int, default=32)

@@ -78,9 +78,13 @@ class MethodConfig:
         """The method and its distinguishing settings, for results tables (subclasses add settings)."""
         return self.method
 
-    def with_new_tasks(self, names: list[str], descriptions: list[str | None]) -> MethodConfig:
+    def with_new_tasks(self, names: list[str], descriptions: list[str | None],
+                       direct_prompts: bool = False) -> MethodConfig:
         """This config with the tasks ``names`` appended (task ids ``T, T+1, ...``); ``descriptions`` are
-        theirs (``None`` where a task has none), for methods that read them."""
+        theirs (``None`` where a task has none), for methods that read them. ``direct_prompts``: learn the new
+        tasks' prompts directly (HyperPrompt only)."""
+        if direct_prompts:
+            raise ValueError(f"{self.method} has no generated prompts to replace by directly learned ones")
         return dataclasses.replace(self, task_names=[*self.task_names, *names], task_groups=self.groups_with(len(names)))
 
     def groups_with(self, count: int) -> list[int]:

@@ -92,6 +92,9 @@ class HyperPromptConfig(MethodConfig, PromptedStacksMixin, BottleneckMixin):
         global_prompts: ``per-task`` (a P_tau per task, the paper) or ``shared`` (one P per stack for all
             tasks, so that everything task-specific comes from k_tau). ``None``: ``shared`` with
             ``description`` conditioning (a new task then lacks nothing a training task had), else ``per-task``.
+        direct_prompt_tasks: task ids whose prompts are stored tables P^m_tau learned directly instead of
+            generated -- prefix tuning of a task added to a trained model (``add-task --train prefix``, the
+            baseline for adding a task by its embedding); ``None``: every task's prompts are generated.
     """
 
     variant: str = "global"
@@ -113,12 +116,14 @@ class HyperPromptConfig(MethodConfig, PromptedStacksMixin, BottleneckMixin):
     description_encoder: str = "minilm"
     description_dim: int | None = None
     global_prompts: str | None = None
+    direct_prompt_tasks: list[int] | None = None
 
     #: models saved before ``paper_exact`` existed stored both stability flags explicitly; before description
     #: conditioning, k_tau was always a learned embedding and P_tau per task
     saved_defaults: ClassVar[dict[str, Any]] = {
         "paper_exact": False, "task_conditioning": "embedding", "task_descriptions": None,
-        "description_encoder": "minilm", "description_dim": None, "global_prompts": "per-task"}
+        "description_encoder": "minilm", "description_dim": None, "global_prompts": "per-task",
+        "direct_prompt_tasks": None}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -156,6 +161,11 @@ class HyperPromptConfig(MethodConfig, PromptedStacksMixin, BottleneckMixin):
         if self.global_prompts is None:
             self.global_prompts = "shared" if self.describes_tasks else "per-task"
         check_choice("global_prompts", self.global_prompts, GLOBAL_PROMPTS)
+        if self.direct_prompt_tasks is not None:
+            self.direct_prompt_tasks = [int(i) for i in self.direct_prompt_tasks]
+            ids = self.direct_prompt_tasks
+            if len(set(ids)) != len(ids) or not all(0 <= i < self.num_tasks for i in ids):
+                raise ValueError(f"direct_prompt_tasks={ids} must be distinct task ids in 0..{self.num_tasks - 1}.")
         if self.global_prompts == "shared" and self.variant != "global":
             raise ValueError(f"global_prompts='shared' needs hyperprompt-global: hyperprompt-{self.variant} would then "
                              "have nothing that depends on the task.")
@@ -165,16 +175,21 @@ class HyperPromptConfig(MethodConfig, PromptedStacksMixin, BottleneckMixin):
         """Whether k_tau comes from the tasks' descriptions (``task_conditioning: description``)."""
         return self.task_conditioning == "description"
 
-    def with_new_tasks(self, names: list[str], descriptions: list[str | None]) -> HyperPromptConfig:
-        """This config with ``names`` appended; a description-conditioned one needs their descriptions."""
-        if not self.describes_tasks:
-            return super().with_new_tasks(names, descriptions)
-        missing = [n for n, d in zip(names, descriptions, strict=True) if not (isinstance(d, str) and d.strip())]
-        if missing:
-            raise ValueError(f"the model makes each task's prompts from its description: give {missing} a "
-                             "description (the 'description:' key of a task spec)")
-        return dataclasses.replace(self, task_names=[*self.task_names, *names], task_groups=self.groups_with(len(names)),
-                                   task_descriptions=[*(self.task_descriptions or []), *descriptions])
+    def with_new_tasks(self, names: list[str], descriptions: list[str | None],
+                       direct_prompts: bool = False) -> HyperPromptConfig:
+        """This config with ``names`` appended; a description-conditioned one needs their descriptions.
+        ``direct_prompts``: the new tasks' prompts are learned directly (:attr:`direct_prompt_tasks`)."""
+        changes: dict[str, Any] = {"task_names": [*self.task_names, *names], "task_groups": self.groups_with(len(names))}
+        if self.describes_tasks:
+            missing = [n for n, d in zip(names, descriptions, strict=True) if not (isinstance(d, str) and d.strip())]
+            if missing:
+                raise ValueError(f"the model makes each task's prompts from its description: give {missing} a "
+                                 "description (the 'description:' key of a task spec)")
+            changes["task_descriptions"] = [*(self.task_descriptions or []), *descriptions]
+        if direct_prompts:
+            new_ids = range(self.num_tasks, self.num_tasks + len(names))
+            changes["direct_prompt_tasks"] = [*(self.direct_prompt_tasks or []), *new_ids]
+        return dataclasses.replace(self, **changes)
 
     @property
     def method(self) -> str:  # type: ignore[override]
@@ -242,6 +257,15 @@ class HyperPromptGenerator(nn.Module):
             self.generator_multiplier = 1.0 / t if config.scale_generators else 1.0
             self.down_generator = nn.Parameter(torch.empty(2, t, b * d))  # W^{D_k}, W^{D_v} (as [t, b*d])
             self.up_generator = nn.Parameter(torch.empty(2, t, y * b))  # W^{U_k}, W^{U_v}
+        if config.direct_prompt_tasks is not None:
+            # P^m_tau of the tasks whose prompts are learned directly, [T, M, 2, h, l, d_kv] (rows of generated
+            # tasks unused, so that the first dimension stays the task id)
+            self.direct_prompts = nn.ParameterDict({
+                stack: nn.Parameter(torch.zeros(T, self.num_layers[stack], 2, num_heads, length, d_kv))
+                for stack, length in self.prompt_lengths.items()})
+            is_direct = torch.zeros(T, dtype=torch.bool)
+            is_direct[config.direct_prompt_tasks] = True
+            self.register_buffer("is_direct", is_direct, persistent=False)  # [T]
         self.reset_parameters()
 
     @torch.no_grad()
@@ -307,6 +331,8 @@ class HyperPromptGenerator(nn.Module):
                 params["description_embedding"] = self.description_embedding
             else:
                 params["task_embedding"] = self.task_embedding
+        if self.config.direct_prompt_tasks is not None:
+            params.update({f"direct_prompts.{s}": p for s, p in self.direct_prompts.items()})
         return params
 
     def task_embeddings(self, tasks: torch.Tensor) -> torch.Tensor:
@@ -324,11 +350,21 @@ class HyperPromptGenerator(nn.Module):
         return self.task_mlp(pairs)
 
     def forward(self, tasks: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Hyper-prompts of ``tasks`` (LongTensor [R]) for every prompted layer.
+        """Hyper-prompts of ``tasks`` (LongTensor [R]) for every prompted layer; the stored tables of the
+        :attr:`~HyperPromptConfig.direct_prompt_tasks`.
 
         Returns:
             ``{stack: tensor [M, R, 2, h, l, d_kv]}`` -- per layer, per task row, keys (0) and values (1).
         """
+        tables = self.generated(tasks)
+        if self.config.direct_prompt_tasks is None:
+            return tables
+        use = self.is_direct[tasks][None, :, None, None, None, None]  # [1, R, 1, 1, 1, 1]
+        return {stack: torch.where(use, self.direct_prompts[stack][tasks].transpose(0, 1), table)
+                for stack, table in tables.items()}
+
+    def generated(self, tasks: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The prompts the hypernetworks generate for ``tasks``: ``{stack: [M, R, 2, h, l, d_kv]}``."""
         R, b, d = tasks.shape[0], self.bottleneck, self.d_model
         y = self.num_heads * self.d_kv
         if self.config.variant == "global":
@@ -383,6 +419,14 @@ class HyperPromptModel(MultiTaskT5):
         model.hyperprompt.set_descriptions(features)
         return model
 
+    @torch.no_grad()
+    def start_direct_prompts(self, task_ids: list[int]) -> None:
+        """Set the stored prompts of ``task_ids`` (direct-prompt tasks) to what the hypernetworks generate for
+        them now: prefix tuning of an added task starts where embedding-only training would."""
+        tasks = torch.tensor(task_ids, device=self._device())
+        for stack, table in self.hyperprompt.generated(tasks).items():
+            self.hyperprompt.direct_prompts[stack][tasks] = table.transpose(0, 1)
+
     def new_task_rows(self, name: str, rows: torch.Tensor, new_task_names: list[str]) -> torch.Tensor:
         """A new task's description embedding is its description's, encoded (zero-shot); other rows as usual."""
         if name != "hyperprompt.description_embedding":
@@ -426,12 +470,15 @@ def hyperprompt_added_parameters(config: HyperPromptConfig, shape: BackboneShape
     share: ``Σ_s M_s · 2(b·d + y·b)``; sep: T times that; global:
     ``(T + ΣM)·t' + h_t + 2·t·b·d + 2·t·y·b`` (W^D, W^U for keys and values), with y = h·d_kv.
     Description-conditioned Global: ``ΣM·t' + T·d_text + (d_text + 1)·t'`` instead of ``(T + ΣM)·t'``
-    (d_text 384 for MiniLM when not yet known); shared prompts: ``Σl·d`` instead of ``T·Σl·d``.
+    (d_text 384 for MiniLM when not yet known); shared prompts: ``Σl·d`` instead of ``T·Σl·d``; direct-prompt
+    tasks add their stored tables, ``T·Σ_s 2·M_s·y·l_s``.
     """
     T, d, y = config.num_tasks, shape.d_model, shape.attention_width
     b = config.resolved_bottleneck(d)
     lengths = config.prompt_lengths()
-    prompts = T * sum(lengths.values()) * d
+    prompts = (1 if config.global_prompts == "shared" else T) * sum(lengths.values()) * d
+    if config.direct_prompt_tasks is not None:  # stored P^m_tau [T, M, 2, y, l] per stack
+        prompts += T * sum(2 * shape.num_layers[stack] * y * length for stack, length in lengths.items())
     layers = sum(shape.num_layers[stack] for stack in lengths)
     local = 2 * (b * d + y * b)
     if config.variant == "share":
@@ -439,8 +486,6 @@ def hyperprompt_added_parameters(config: HyperPromptConfig, shape: BackboneShape
     if config.variant == "sep":
         return prompts + T * layers * local
     t_in, t, e = config.task_embedding_dim, config.layer_task_embedding_dim, config.task_hidden_dim
-    if config.global_prompts == "shared":
-        prompts = sum(lengths.values()) * d
     embeddings = (T + layers) * t_in
     if config.describes_tasks:  # e(description) [T, d_text] (frozen) and W_p, b_p instead of k_tau [T, t']
         d_text = config.description_dim or DESCRIPTION_DIM

@@ -37,8 +37,10 @@ from hyperprompt.training.recipe import resolve
 GLOBAL_TRAINED = {"embedding": ("hyperprompt.task_embedding", "hyperprompt.description_embedding"),
                   "embedding+prompts": ("hyperprompt.task_embedding", "hyperprompt.description_embedding",
                                         "hyperprompt.prompts.encoder", "hyperprompt.prompts.decoder")}
-#: ``none`` trains nothing: the new task as its initial rows give it (zero-shot from a description)
-TRAIN_CHOICES = (*GLOBAL_TRAINED, "task-rows", "none")
+#: ``none`` trains nothing: the new task as its initial rows give it (zero-shot from a description);
+#: ``prefix`` learns the new task's prompts P^m directly, every layer's (prefix tuning on the frozen model)
+TRAIN_CHOICES = (*GLOBAL_TRAINED, "prefix", "task-rows", "none")
+PREFIX_TRAINED = ("hyperprompt.direct_prompts.encoder", "hyperprompt.direct_prompts.decoder")
 
 
 def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "embedding", steps: int = 300,
@@ -50,8 +52,10 @@ def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "e
         run: a run directory or model directory of the trained model.
         task: the new task: a YAML / JSON task spec (``docs/data.md``) or a built-in task name.
         out_dir: where ``final/`` and ``results.json`` go (must not hold a model yet).
-        train: ``embedding``, ``embedding+prompts`` (HyperPrompt-Global), ``task-rows`` (any method) or
-            ``none`` (no training: a description-conditioned model's zero-shot prompts).
+        train: ``embedding``, ``embedding+prompts`` (HyperPrompt-Global), ``prefix`` (HyperPrompt: the new
+            task's prompts in every layer learned directly, starting from the generated ones -- prefix tuning
+            of the new task on the frozen model, the baseline), ``task-rows`` (any method) or ``none`` (no
+            training: a description-conditioned model's zero-shot prompts).
         steps, batch_size, lr: AdamW (no weight decay) on the new rows only.
         num_examples: train on the first N training examples of the task only (few-shot); None: all.
         eval_examples: evaluate on the first N validation examples (None: all).
@@ -73,6 +77,9 @@ def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "e
         get_task(task, data_dir=data_dir if data_dir is not None else config.data_dir)
     if new_task.name in model.config.task_names:
         raise InputError(f"the model already has a task named {new_task.name!r}: give the new task another name")
+    if train == "prefix" and not model.config.method.startswith("hyperprompt-"):
+        raise InputError(f"--train prefix learns a HyperPrompt model's prompts for the new task directly; this is "
+                         f"{model.config.method}: use --train task-rows")
     if train in GLOBAL_TRAINED and model.config.method != "hyperprompt-global":
         raise InputError(f"--train {train} needs a HyperPrompt-Global model (task embeddings); this is "
                          f"{model.config.method}: use --train task-rows")
@@ -95,10 +102,13 @@ def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "e
     torch.manual_seed(seed)
     first_new = model.config.num_tasks
     try:
-        model = with_new_tasks(model, [new_task.name], [new_task.description])
+        model = with_new_tasks(model, [new_task.name], [new_task.description], direct_prompts=train == "prefix")
     except ValueError as error:
         raise InputError(str(error)) from None
-    names = () if train == "none" else GLOBAL_TRAINED.get(train) or tuple(model.per_task_parameters())
+    if train == "prefix":
+        model.start_direct_prompts([first_new])
+    trained_names = {"none": (), "prefix": PREFIX_TRAINED, **GLOBAL_TRAINED}
+    names = trained_names[train] if train in trained_names else tuple(model.per_task_parameters())
     names = tuple(n for n in names if n in model.per_task_parameters())
     if not names and train != "none":
         raise InputError(f"{model.config.method} has no per-task parameters to learn for a new task (it is told "

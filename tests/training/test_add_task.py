@@ -67,6 +67,40 @@ def test_a_task_added_by_its_embedding_leaves_old_tasks_bit_identical(trained, t
     assert scores["tasks"]["synthetic/max"]["metrics"] == results["after"]["metrics"]
 
 
+def test_a_task_added_by_prefix_tuning_learns_its_prompts_directly(trained, capsys):
+    """The baseline: the new task's prompts P^m in every layer are stored and learned, nothing else."""
+    out = trained / "added-prefix"
+    torch.set_num_threads(1)
+    assert main(["add-task", str(trained / "run"), "--task", "synthetic/max", "--out", str(out), "--train", "prefix",
+                 "--steps", "15", "--batch-size", "8", "--eval-examples", "16"]) == 0
+    old = load_run_checkpoint(trained / "run" / "final").model
+    new = load_run_checkpoint(out / "final").model
+    assert new.config.direct_prompt_tasks == [2] and new.config.task_groups == [2, 1]
+    with torch.no_grad():
+        assert torch.equal(old(**batch_for([0, 1, 1, 0])).logits, new(**batch_for([0, 1, 1, 0])).logits)
+        generated = new.hyperprompt.generated(torch.tensor([2]))  # from the mean rows, where training started
+        used = new.hyperprompt(torch.tensor([2]))
+    for stack, table in used.items():
+        assert torch.equal(table[:, 0], new.hyperprompt.direct_prompts[stack][2])  # the stored prompts are used
+        assert not torch.allclose(table, generated[stack])  # and were trained away from the generated ones
+    old_weights, new_weights = old.added_state_dict(), new.added_state_dict()
+    for name, tensor in new_weights.items():
+        if name.startswith("hyperprompt.direct_prompts."):
+            assert not tensor[:2].any()  # unused rows of the generated tasks
+        elif name in new.per_task_parameters():
+            assert torch.equal(tensor[:2], old_weights[name]) and torch.equal(tensor[2], old_weights[name].mean(0))
+        else:
+            assert torch.equal(tensor, old_weights[name]), name
+    results = json.loads((out / "results.json").read_text())
+    assert results["trained_numbers"] == sum(t[2].numel() for n, t in new_weights.items() if "direct_prompts" in n)
+    assert main(["add-task", str(trained / "run"), "--task", "synthetic/max", "--out", str(trained / "mean-rows"),
+                 "--train", "embedding", "--steps", "1", "--batch-size", "8", "--eval-examples", "16"]) == 0
+    embedding = json.loads((trained / "mean-rows" / "results.json").read_text())
+    assert results["before"]["metrics"] == embedding["before"]["metrics"]  # both start from the mean rows
+    scores = evaluate_checkpoint(out / "final", tasks=["synthetic/max"], max_examples=16)
+    assert scores["tasks"]["synthetic/max"]["metrics"] == results["after"]["metrics"]
+
+
 def test_bad_add_task_requests_are_refused(trained, capsys):
     assert main(["add-task", str(trained / "run"), "--task", "synthetic/first", "--out", str(trained / "x")]) == 1
     assert "already has a task named 'synthetic/first'" in capsys.readouterr().err

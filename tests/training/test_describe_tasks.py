@@ -137,12 +137,16 @@ def test_an_unseen_task_gets_prompts_from_its_description(trained, train, capsys
     assert scores["tasks"][UNSEEN]["metrics"] == results["after"]["metrics"]
 
 
-def test_the_parameter_formula_counts_a_described_model():
+def test_the_parameter_formula_counts_described_and_direct_prompt_models():
     base = load_backbone("t5-tiny", vocab_size=384)
     config = HyperPromptConfig(task_names=TASKS[:2], task_conditioning="description",
                                task_descriptions=["The first letter", "The last letter"])
     model = HyperPromptModel.from_base(base, config)
     assert model.num_added_parameters() == added_parameters(model.config, BackboneShape.from_config(base.config))
+    for variant in ("global", "share", "sep"):  # and with a task whose prompts are learned directly (add-task prefix)
+        model = HyperPromptModel.from_base(base, HyperPromptConfig(task_names=TASKS, variant=variant,
+                                                                   direct_prompt_tasks=[2]))
+        assert model.num_added_parameters() == added_parameters(model.config, BackboneShape.from_config(base.config))
 
 
 def test_bad_description_requests_are_refused(trained, tmp_path, capsys):
