@@ -115,11 +115,25 @@ def main() -> None:
     report["mean"]["curves"] = {curve: {str(n): statistics.fmean(r["curves"][curve][str(n)] for r in rows)
                                         for n in args.examples} for curve in CURVES}
     (out / "described_tasks.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "described_tasks.md").write_text(markdown(report, args.examples))
     print(json.dumps(report, indent=2))
     plot(report, out / "described_tasks.png")
     if args.figure:
         shutil.copy(out / "described_tasks.png",
                     Path(__file__).resolve().parents[1] / "docs" / "figures" / "described_tasks.png")
+
+
+def markdown(report: dict, examples: list[int]) -> str:
+    """Per held-out task and on average: chance, the upper bound, zero-shot, and each curve at each N."""
+    curves = list(report["mean"]["curves"])
+    header = ["held-out task", "chance", "in the mixture", "zero-shot (described)",
+              *(f"{curve}, N={n}" for curve in curves for n in examples)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, row in [*report["tasks"].items(), ("**mean**", report["mean"])]:
+        cells = [name.split("/")[-1], *(f"{row[key]:.1f}" for key in ("chance", "upper_bound", "zero_shot")),
+                 *(f"{row['curves'][curve][str(n)]:.1f}" for curve in curves for n in examples)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def plot(report: dict, path: Path) -> None:
