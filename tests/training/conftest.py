@@ -63,6 +63,15 @@ def model_weights(model_dir: Path) -> dict[str, torch.Tensor]:
     return weights
 
 
+def batch_for(task_ids: list[int]) -> dict[str, torch.Tensor]:
+    """A fixed random t5-tiny batch (vocab 384) of 7 input and 3 decoder tokens with these task ids."""
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 200, (len(task_ids), 7), generator=generator)
+    return dict(input_ids=ids, attention_mask=torch.ones_like(ids),
+                decoder_input_ids=torch.randint(3, 200, (len(task_ids), 3), generator=generator),
+                task_ids=torch.tensor(task_ids))
+
+
 def jsonl(path: Path) -> list[dict[str, Any]]:
     import json
 
@@ -82,5 +91,5 @@ def tools() -> types.SimpleNamespace:
     """The helpers above (test modules cannot import conftest under --import-mode=importlib)."""
     return types.SimpleNamespace(
         SYNTHETIC_RECIPE=SYNTHETIC_RECIPE, write_recipe=write_recipe, cli=cli, cli_env=cli_env, run_cli=run_cli,
-        model_weights=model_weights, jsonl=jsonl,
+        model_weights=model_weights, jsonl=jsonl, batch_for=batch_for,
     )

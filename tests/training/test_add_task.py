@@ -27,16 +27,8 @@ def trained(tmp_path_factory):
     return root
 
 
-def batch_for(task_ids):
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(3, 200, (len(task_ids), 7), generator=generator)
-    return dict(input_ids=ids, attention_mask=torch.ones_like(ids),
-                decoder_input_ids=torch.randint(3, 200, (len(task_ids), 3), generator=generator),
-                task_ids=torch.tensor(task_ids))
-
-
 @pytest.mark.parametrize("train", ["embedding", "embedding+prompts"])
-def test_a_task_added_by_its_embedding_leaves_old_tasks_bit_identical(trained, train, capsys):
+def test_a_task_added_by_its_embedding_leaves_old_tasks_bit_identical(trained, train, capsys, tools):
     out = trained / f"added-{train}"
     torch.set_num_threads(1)
     assert main(["add-task", str(trained / "run"), "--task", "synthetic/max", "--out", str(out), "--train", train,
@@ -46,7 +38,7 @@ def test_a_task_added_by_its_embedding_leaves_old_tasks_bit_identical(trained, t
     new = load_run_checkpoint(out / "final").model
     assert new.config.task_names == ["synthetic/first", "synthetic/last", "synthetic/max"]
     with torch.no_grad():  # every old task's outputs, bit for bit
-        assert torch.equal(old(**batch_for([0, 1, 1, 0])).logits, new(**batch_for([0, 1, 1, 0])).logits)
+        assert torch.equal(old(**tools.batch_for([0, 1, 1, 0])).logits, new(**tools.batch_for([0, 1, 1, 0])).logits)
     old_weights, new_weights = old.added_state_dict(), new.added_state_dict()
     trained_names = {"hyperprompt.task_embedding"} | (
         {"hyperprompt.prompts.encoder", "hyperprompt.prompts.decoder"} if train == "embedding+prompts" else set())
@@ -67,7 +59,7 @@ def test_a_task_added_by_its_embedding_leaves_old_tasks_bit_identical(trained, t
     assert scores["tasks"]["synthetic/max"]["metrics"] == results["after"]["metrics"]
 
 
-def test_a_task_added_by_prefix_tuning_learns_its_prompts_directly(trained, capsys):
+def test_a_task_added_by_prefix_tuning_learns_its_prompts_directly(trained, capsys, tools):
     """The baseline: the new task's prompts P^m in every layer are stored and learned, nothing else."""
     out = trained / "added-prefix"
     torch.set_num_threads(1)
@@ -77,7 +69,7 @@ def test_a_task_added_by_prefix_tuning_learns_its_prompts_directly(trained, caps
     new = load_run_checkpoint(out / "final").model
     assert new.config.direct_prompt_tasks == [2] and new.config.task_groups == [2, 1]
     with torch.no_grad():
-        assert torch.equal(old(**batch_for([0, 1, 1, 0])).logits, new(**batch_for([0, 1, 1, 0])).logits)
+        assert torch.equal(old(**tools.batch_for([0, 1, 1, 0])).logits, new(**tools.batch_for([0, 1, 1, 0])).logits)
         generated = new.hyperprompt.generated(torch.tensor([2]))  # from the mean rows, where training started
         used = new.hyperprompt(torch.tensor([2]))
     for stack, table in used.items():
@@ -108,7 +100,7 @@ def test_bad_add_task_requests_are_refused(trained, capsys):
     assert "unknown task 'synthetic/nope'" in capsys.readouterr().err
 
 
-def test_other_methods_add_a_task_by_their_task_rows(trained, capsys):
+def test_other_methods_add_a_task_by_their_task_rows(trained, capsys, tools):
     recipe = json.loads((trained / "recipe.yaml").read_text())
     recipe.update(method="prompt-tuning", method_settings={"prompt_length": 3}, max_steps=5, save_every=5)
     (trained / "pt.yaml").write_text(json.dumps(recipe))
@@ -120,5 +112,5 @@ def test_other_methods_add_a_task_by_their_task_rows(trained, capsys):
     old = load_run_checkpoint(trained / "pt" / "final").model
     new = load_run_checkpoint(trained / "pt-added" / "final").model
     with torch.no_grad():
-        assert torch.equal(old(**batch_for([1, 0])).logits, new(**batch_for([1, 0])).logits)
+        assert torch.equal(old(**tools.batch_for([1, 0])).logits, new(**tools.batch_for([1, 0])).logits)
     assert torch.equal(new.prompts[:2], old.prompts) and not torch.equal(new.prompts[2], old.prompts.mean(0))

@@ -48,14 +48,6 @@ def trained(tmp_path_factory):
     return root
 
 
-def batch_for(task_ids):
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(3, 200, (len(task_ids), 7), generator=generator)
-    return dict(input_ids=ids, attention_mask=torch.ones_like(ids),
-                decoder_input_ids=torch.randint(3, 200, (len(task_ids), 3), generator=generator),
-                task_ids=torch.tensor(task_ids))
-
-
 def test_the_task_family_is_described_and_its_held_out_tasks_combine_seen_parts():
     assert len(TASK_NAMES) == 43 and len(HELD_OUT) == 8 and set(HELD_OUT).isdisjoint(TRAINING)
     descriptions = [RULES[name.split("/")[1]][0] for name in TASK_NAMES]
@@ -89,7 +81,7 @@ def test_descriptions_reach_the_model_and_only_through_the_frozen_encoder(traine
     assert "hyperprompt.task_embedding" not in model.added_state_dict()
 
 
-def test_a_described_model_saves_without_the_encoder_and_reloads_exactly(trained):
+def test_a_described_model_saves_without_the_encoder_and_reloads_exactly(trained, tools):
     final = trained / "run" / "final"
     weights = load_file(str(final / "model" / "method_weights.safetensors"))
     assert all(name.startswith("hyperprompt.") for name in weights)  # no MiniLM weight in the model's files
@@ -98,7 +90,7 @@ def test_a_described_model_saves_without_the_encoder_and_reloads_exactly(trained
     assert sum(t.numel() for t in weights.values()) < encoder_params / 50
     first, second = load_run_checkpoint(final).model, load_run_checkpoint(final).model
     with torch.no_grad():
-        assert torch.equal(first(**batch_for([0, 2, 1])).logits, second(**batch_for([0, 2, 1])).logits)
+        assert torch.equal(first(**tools.batch_for([0, 2, 1])).logits, second(**tools.batch_for([0, 2, 1])).logits)
     results = json.loads((trained / "run" / "results.json").read_text())
     scores = evaluate_checkpoint(final, max_examples=16)
     for name in TASKS:
@@ -106,7 +98,7 @@ def test_a_described_model_saves_without_the_encoder_and_reloads_exactly(trained
 
 
 @pytest.mark.parametrize("train", ["none", "embedding"])
-def test_an_unseen_task_gets_prompts_from_its_description(trained, train, capsys):
+def test_an_unseen_task_gets_prompts_from_its_description(trained, train, capsys, tools):
     out = trained / f"unseen-{train}"
     assert main(["add-task", str(trained / "run"), "--task", UNSEEN, "--out", str(out), "--train", train,
                  "--steps", "10", "--batch-size", "8", "--eval-examples", "16"]) == 0
@@ -116,7 +108,7 @@ def test_an_unseen_task_gets_prompts_from_its_description(trained, train, capsys
     assert new.config.task_descriptions[-1] == get_task(UNSEEN).description
     assert new.config.task_groups == [3, 1]  # inference computes the old tasks' prompts as before
     with torch.no_grad():
-        assert torch.equal(old(**batch_for([0, 1, 2, 0])).logits, new(**batch_for([0, 1, 2, 0])).logits)
+        assert torch.equal(old(**tools.batch_for([0, 1, 2, 0])).logits, new(**tools.batch_for([0, 1, 2, 0])).logits)
     old_weights, new_weights = old.added_state_dict(), new.added_state_dict()
     rows = new_weights["hyperprompt.description_embedding"]
     assert torch.equal(rows[:3], old_weights["hyperprompt.description_embedding"])
