@@ -137,27 +137,7 @@ class HyperPromptConfig(MethodConfig, PromptedStacksMixin, BottleneckMixin):
             elif getattr(self, key) and self.paper_exact:
                 raise ValueError(f"{key}=true contradicts paper_exact=true (the paper's Global has neither).")
         check_choice("task_conditioning", self.task_conditioning, TASK_CONDITIONING)
-        if self.describes_tasks:
-            if self.variant != "global":
-                raise ValueError(f"task_conditioning='description' needs hyperprompt-global (a description "
-                                 f"replaces Global's task embedding k_tau); hyperprompt-{self.variant} has none.")
-            descriptions = self.task_descriptions or []
-            if len(descriptions) != self.num_tasks or not all(isinstance(d, str) and d.strip() for d in descriptions):
-                padded = [*descriptions, *[None] * self.num_tasks][:self.num_tasks]
-                missing = [name for name, d in zip(self.task_names, padded, strict=True)
-                           if not (isinstance(d, str) and d.strip())]
-                raise ValueError(f"task_conditioning='description' needs a description for every task, in "
-                                 f"task-id order; missing for {missing or self.task_names}.")
-            self.task_descriptions = list(descriptions)
-            same = {d: [n for n, e in zip(self.task_names, descriptions, strict=True) if e.strip() == d.strip()]
-                    for d in descriptions}
-            clashes = [names for names in same.values() if len(names) > 1]
-            if clashes:
-                raise ValueError(f"tasks {clashes[0]} have the same description ({descriptions[self.task_names.index(clashes[0][0])]!r}): "
-                                 "they would get the same prompts; describe each task differently.")
-        elif self.task_descriptions is not None:
-            raise ValueError("task_descriptions are read only with task_conditioning='description'; drop them "
-                             "or set task_conditioning: description.")
+        self._check_descriptions()
         if self.global_prompts is None:
             self.global_prompts = "shared" if self.describes_tasks else "per-task"
         check_choice("global_prompts", self.global_prompts, GLOBAL_PROMPTS)
@@ -169,6 +149,31 @@ class HyperPromptConfig(MethodConfig, PromptedStacksMixin, BottleneckMixin):
         if self.global_prompts == "shared" and self.variant != "global":
             raise ValueError(f"global_prompts='shared' needs hyperprompt-global: hyperprompt-{self.variant} would then "
                              "have nothing that depends on the task.")
+
+    def _check_descriptions(self) -> None:
+        """``description`` conditioning: Global, one non-empty description per task, no two alike."""
+        if not self.describes_tasks:
+            if self.task_descriptions is not None:
+                raise ValueError("task_descriptions are read only with task_conditioning='description'; drop them "
+                                 "or set task_conditioning: description.")
+            return
+        if self.variant != "global":
+            raise ValueError(f"task_conditioning='description' needs hyperprompt-global (a description replaces "
+                             f"Global's task embedding k_tau); hyperprompt-{self.variant} has none.")
+        given = list(self.task_descriptions or [])
+        padded = [*given, *[None] * self.num_tasks][:self.num_tasks]
+        missing = [name for name, d in zip(self.task_names, padded, strict=True) if not (isinstance(d, str) and d.strip())]
+        if missing or len(given) != self.num_tasks:
+            raise ValueError(f"task_conditioning='description' needs a description for every task, in task-id "
+                             f"order; missing for {missing or self.task_names}.")
+        self.task_descriptions = given
+        by_text: dict[str, list[str]] = {}
+        for name, text in zip(self.task_names, given, strict=True):
+            by_text.setdefault(text.strip(), []).append(name)
+        for text, names in by_text.items():
+            if len(names) > 1:
+                raise ValueError(f"tasks {names} have the same description ({text!r}): they would get the same "
+                                 "prompts; describe each task differently.")
 
     @property
     def describes_tasks(self) -> bool:
