@@ -57,8 +57,10 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 def count(model: str, method: str, num_tasks: int, overrides: dict[str, Any]) -> dict[str, Any]:
     """Backbone and added parameter counts for one (model size, method, settings)."""
     backbone_config = backbone_size_config(model)
-    config = MethodConfig.from_dict({"method": method, "task_names": [f"task{i}" for i in range(num_tasks)],
-                                     **overrides})
+    names = [f"task{i}" for i in range(num_tasks)]
+    if overrides.get("task_conditioning") == "description" and "task_descriptions" not in overrides:
+        overrides = {**overrides, "task_descriptions": [f"Task number {i}." for i in range(num_tasks)]}  # sizes only
+    config = MethodConfig.from_dict({"method": method, "task_names": names, **overrides})
     backbone = count_checkpoint_parameters(model)
     added = added_parameters(config, BackboneShape.from_config(backbone_config))
     return {"model": model, "method": method, "tasks": num_tasks, "settings": overrides,

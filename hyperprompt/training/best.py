@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hyperprompt.data import benchmark_score
+from hyperprompt.model.config import MethodConfig
 from hyperprompt.training.checkpoint import child_path, link_copy, save_model_dir
 from hyperprompt.training.evaluate import format_metrics
 from hyperprompt.training.recipe import Recipe
@@ -41,14 +42,18 @@ def save_best(out: Path, names: list[str], model: Any, tokenizer: Any, recipe: R
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def build_results(recipe: Recipe, best: dict[str, Any], last_eval: dict[str, Any], step: int,
+def build_results(recipe: Recipe, method: MethodConfig, best: dict[str, Any], last_eval: dict[str, Any], step: int,
                   timing: dict[str, float]) -> dict[str, Any]:
-    """``results.json``: final metrics, best per task (the paper's protocol) and best overall."""
+    """``results.json``: final metrics, best per task (the paper's protocol) and best overall.
+
+    ``method`` is the trained model's method config: the recipe's, with what building the model filled in
+    (e.g. ``description_dim``).
+    """
     config = recipe.config
     best_tasks = best["tasks"]
     return {
         "model": config.model, "method": config.method, "method_label": recipe.method.label,
-        "method_settings": method_settings(recipe),
+        "method_settings": method_settings(method),
         "tasks": recipe.task_names, "split": config.eval.split,
         "max_examples_per_task": config.eval.max_examples_per_task,
         "final": last_eval,
@@ -65,9 +70,9 @@ def build_results(recipe: Recipe, best: dict[str, Any], last_eval: dict[str, Any
     }
 
 
-def method_settings(recipe: Recipe) -> dict[str, Any]:
+def method_settings(method: MethodConfig) -> dict[str, Any]:
     """The method config that trained, as plain data (without the task names)."""
-    data = recipe.method.to_dict()
+    data = method.to_dict()
     for key in ("method", "task_names"):
         data.pop(key, None)
     return data

@@ -394,7 +394,7 @@ def finish(s: TrainState) -> dict[str, Any]:
     full = s.full_weights(s.model)
     if accelerator.is_main_process:
         save_model_dir(out / "final", full, s.tokenizer, s.config, task_specs=s.recipe.user_task_specs())
-    results = build_results(s.recipe, s.best, s.last_eval, s.step, s.log.timing())
+    results = build_results(s.recipe, accelerator.unwrap_model(s.model).config, s.best, s.last_eval, s.step, s.log.timing())
     if accelerator.is_main_process:
         (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         s.log.say(summary_table(results))

@@ -91,6 +91,19 @@ def test_params_counts_the_released_checkpoints_shapes(capsys):
     assert rows["t5-v1_1-small"] == 76_961_152 and rows["t5-v1_1-large"] == 783_150_080
 
 
+def test_params_counts_description_conditioned_global(capsys):
+    """``--set task_conditioning=description``: no descriptions are needed to count (e is [T, 384])."""
+    from hyperprompt.cli.main import main
+
+    counts = {}
+    for conditioning in ("embedding", "description"):
+        assert main(["params", "--model", "t5-base", "--method", "hyperprompt-global", "--tasks", "8", "--json",
+                     "--set", f"task_conditioning={conditioning}", "--set", "global_prompts=per-task"]) == 0
+        counts[conditioning] = json.loads(capsys.readouterr().out)["rows"][0]["added_parameters"]
+    t_in = 64  # task_embedding_dim: k_tau [T, t'] becomes e [T, 384] (frozen) + W_p [384, t'] + b_p [t']
+    assert counts["description"] - counts["embedding"] == 8 * 384 + 384 * t_in + t_in - 8 * t_in
+
+
 @pytest.mark.parametrize("method", BASELINES)
 def test_forward_backward_on_mixed_batch(method):
     base = tiny_base()

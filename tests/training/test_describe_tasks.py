@@ -92,6 +92,7 @@ def test_a_described_model_saves_without_the_encoder_and_reloads_exactly(trained
     with torch.no_grad():
         assert torch.equal(first(**tools.batch_for([0, 2, 1])).logits, second(**tools.batch_for([0, 2, 1])).logits)
     results = json.loads((trained / "run" / "results.json").read_text())
+    assert results["method_settings"]["description_dim"] == 384  # what building the model filled in
     scores = evaluate_checkpoint(final, max_examples=16)
     for name in TASKS:
         assert scores["tasks"][name]["metrics"] == results["final"]["tasks"][name]["metrics"]
