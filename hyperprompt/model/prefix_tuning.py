@@ -152,9 +152,11 @@ class PrefixTuningModel(MultiTaskT5):
         else:
             h, d_kv = self.head_shape
             tables = {}
+            groups = self.config.task_id_groups()  # each add-task's tasks with the shapes they had: old rows keep their bits
             for kind, prompt in self.prompts.items():
                 T, length, _ = prompt.shape
-                out = self.reparameterization[kind](prompt)  # [T, l, M * 2 * h * d_kv]
+                out = torch.cat([self.reparameterization[kind](prompt[start:stop])
+                                 for start, stop in groups])  # [T, l, M * 2 * h * d_kv]
                 out = out.reshape(T, length, self.num_layers[kind], 2, h, d_kv)
                 tables[kind] = out.permute(2, 0, 3, 4, 1, 5)  # [M, T, 2, h, l, d_kv]
         if self.config.prefix_dropout and self.training:

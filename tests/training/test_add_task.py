@@ -114,3 +114,25 @@ def test_other_methods_add_a_task_by_their_task_rows(trained, capsys, tools):
     with torch.no_grad():
         assert torch.equal(old(**tools.batch_for([1, 0])).logits, new(**tools.batch_for([1, 0])).logits)
     assert torch.equal(new.prompts[:2], old.prompts) and not torch.equal(new.prompts[2], old.prompts.mean(0))
+
+
+def test_reparameterised_prefix_tuning_keeps_old_tasks_prefixes_bit_identical():
+    """The prefix MLP runs over each add-task group apart (MethodConfig.task_groups), as HyperPrompt's
+    generators do: an old task's prefixes never depend on how many tasks were added after it."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from hyperprompt.model.extend import with_new_tasks
+    from hyperprompt.model.prefix_tuning import PrefixTuningConfig, PrefixTuningModel
+
+    torch.manual_seed(0)
+    base = T5ForConditionalGeneration(T5Config(vocab_size=64, d_model=128, d_kv=16, num_heads=8, d_ff=64,
+                                               num_layers=2, num_decoder_layers=2))
+    for old_tasks in (1, 3, 4):
+        model = PrefixTuningModel(base, PrefixTuningConfig(task_names=[f"t{i}" for i in range(old_tasks)],
+                                                           reparameterize=True)).eval()
+        extended = with_new_tasks(with_new_tasks(model, ["new0"]), ["new1", "new2"]).eval()
+        assert extended.config.task_groups == [old_tasks, 1, 2]
+        with torch.no_grad():
+            before, after = model.prefix_tables(), extended.prefix_tables()
+        for kind, table in before.items():
+            assert torch.equal(after[kind][:, :old_tasks], table), kind
