@@ -25,7 +25,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, metavar="DIR")
     parser.add_argument("--train", default="embedding", choices=TRAIN_CHOICES,
                         help="what to learn (default: embedding; prefix: the new task's prompts in every layer, learned "
-                        "directly, the prefix-tuning baseline; task-rows for methods other than HyperPrompt; none: a "
+                        "directly, the prefix-tuning baseline; prompt: soft input tokens for it, the prompt-tuning "
+                        "baseline; task-rows for methods other than HyperPrompt; none: a "
                         "description-conditioned Global's zero-shot prompts, from the task's description alone)")
     parser.add_argument("--steps", type=positive_int, default=300)
     parser.add_argument("--batch-size", type=positive_int, default=32)

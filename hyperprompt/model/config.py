@@ -79,12 +79,15 @@ class MethodConfig:
         return self.method
 
     def with_new_tasks(self, names: list[str], descriptions: list[str | None],
-                       direct_prompts: bool = False) -> MethodConfig:
+                       direct_prompts: bool = False, input_prompts: bool = False) -> MethodConfig:
         """This config with the tasks ``names`` appended (task ids ``T, T+1, ...``); ``descriptions`` are
         theirs (``None`` where a task has none), for methods that read them. ``direct_prompts``: learn the new
-        tasks' prompts directly (HyperPrompt only)."""
+        tasks' prompts directly; ``input_prompts``: give them soft input tokens (HyperPrompt only)."""
         if direct_prompts:
             raise ValueError(f"{self.method} has no generated prompts to replace by directly learned ones")
+        if input_prompts:
+            raise ValueError(f"soft input tokens for a new task are a HyperPrompt option; {self.method} has its own "
+                             "per-task rows (train them)")
         return dataclasses.replace(self, task_names=[*self.task_names, *names], task_groups=self.groups_with(len(names)))
 
     def groups_with(self, count: int) -> list[int]:

@@ -23,11 +23,13 @@ from hyperprompt.model.base import MultiTaskT5
 
 
 def with_new_tasks(model: MultiTaskT5, new_task_names: Sequence[str],
-                   descriptions: Sequence[str | None] | None = None, direct_prompts: bool = False) -> MultiTaskT5:
+                   descriptions: Sequence[str | None] | None = None, direct_prompts: bool = False,
+                   input_prompts: bool = False) -> MultiTaskT5:
     """``model`` with ``new_task_names`` appended to its tasks (task ids ``T, T+1, ...``); the backbone is
     shared with ``model`` (not copied). ``descriptions``: the new tasks' descriptions (a
     description-conditioned HyperPrompt-Global needs them). ``direct_prompts``: the new tasks' prompts are
-    stored tables, learned directly (HyperPrompt; :attr:`HyperPromptConfig.direct_prompt_tasks`). Raises
+    stored tables, learned directly (HyperPrompt; :attr:`HyperPromptConfig.direct_prompt_tasks`).
+    ``input_prompts``: the new tasks also get soft input tokens (:attr:`HyperPromptConfig.input_prompt_tasks`). Raises
     ValueError for a name the model already has, or a missing description."""
     old = model.config.task_names
     names = list(new_task_names)
@@ -35,7 +37,7 @@ def with_new_tasks(model: MultiTaskT5, new_task_names: Sequence[str],
     if clash:
         raise ValueError(f"the model already has task(s) {clash}; give the new task another name")
     config = model.config.with_new_tasks(names, list(descriptions) if descriptions is not None else [None] * len(names),
-                                         direct_prompts=direct_prompts)
+                                         direct_prompts=direct_prompts, input_prompts=input_prompts)
     extended = type(model)(model.base, config)
     weights = {}
     per_task = set(model.per_task_parameters())

@@ -30,6 +30,7 @@ from transformers import PreTrainedModel
 
 from hyperprompt.model.attention import PromptState
 from hyperprompt.model.base import MultiTaskT5
+from hyperprompt.model.causal_lm import is_decoder_only
 from hyperprompt.model.config import (
     BottleneckMixin,
     MethodConfig,
@@ -39,6 +40,7 @@ from hyperprompt.model.config import (
 )
 from hyperprompt.model.descriptions import encode_descriptions
 from hyperprompt.model.layout import BackboneShape
+from hyperprompt.model.prompt_tuning import prepend_soft_tokens, sampled_vocab_prompts
 from hyperprompt.model.registry import register_method
 
 HYPERPROMPT_VARIANTS = ("global", "share", "sep")
@@ -95,6 +97,10 @@ class HyperPromptConfig(MethodConfig, PromptedStacksMixin, BottleneckMixin):
         direct_prompt_tasks: task ids whose prompts are stored tables P^m_tau learned directly instead of
             generated -- prefix tuning of a task added to a trained model (``add-task --train prefix``, the
             baseline for adding a task by its embedding); ``None``: every task's prompts are generated.
+        input_prompt_tasks: task ids that also get ``input_prompt_length`` learned soft tokens before their
+            encoder input -- prompt tuning (Lester et al.) of a task added to a trained model (``add-task
+            --train prompt``, the other baseline); encoder-decoder backbones. ``None``: no task has them.
+        input_prompt_length: soft input tokens per such task.
     """
 
     variant: str = "global"
@@ -117,13 +123,15 @@ class HyperPromptConfig(MethodConfig, PromptedStacksMixin, BottleneckMixin):
     description_dim: int | None = None
     global_prompts: str | None = None
     direct_prompt_tasks: list[int] | None = None
+    input_prompt_tasks: list[int] | None = None
+    input_prompt_length: int = 16
 
     #: models saved before ``paper_exact`` existed stored both stability flags explicitly; before description
     #: conditioning, k_tau was always a learned embedding and P_tau per task
     saved_defaults: ClassVar[dict[str, Any]] = {
         "paper_exact": False, "task_conditioning": "embedding", "task_descriptions": None,
         "description_encoder": "minilm", "description_dim": None, "global_prompts": "per-task",
-        "direct_prompt_tasks": None}
+        "direct_prompt_tasks": None, "input_prompt_tasks": None, "input_prompt_length": 16}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -141,11 +149,13 @@ class HyperPromptConfig(MethodConfig, PromptedStacksMixin, BottleneckMixin):
         if self.global_prompts is None:
             self.global_prompts = "shared" if self.describes_tasks else "per-task"
         check_choice("global_prompts", self.global_prompts, GLOBAL_PROMPTS)
-        if self.direct_prompt_tasks is not None:
-            self.direct_prompt_tasks = [int(i) for i in self.direct_prompt_tasks]
-            ids = self.direct_prompt_tasks
-            if len(set(ids)) != len(ids) or not all(0 <= i < self.num_tasks for i in ids):
-                raise ValueError(f"direct_prompt_tasks={ids} must be distinct task ids in 0..{self.num_tasks - 1}.")
+        for key in ("direct_prompt_tasks", "input_prompt_tasks"):
+            if getattr(self, key) is not None:
+                ids = [int(i) for i in getattr(self, key)]
+                setattr(self, key, ids)
+                if len(set(ids)) != len(ids) or not all(0 <= i < self.num_tasks for i in ids):
+                    raise ValueError(f"{key}={ids} must be distinct task ids in 0..{self.num_tasks - 1}.")
+        check_positive(self, "input_prompt_length")
         if self.global_prompts == "shared" and self.variant != "global":
             raise ValueError(f"global_prompts='shared' needs hyperprompt-global: hyperprompt-{self.variant} would then "
                              "have nothing that depends on the task.")
@@ -181,9 +191,10 @@ class HyperPromptConfig(MethodConfig, PromptedStacksMixin, BottleneckMixin):
         return self.task_conditioning == "description"
 
     def with_new_tasks(self, names: list[str], descriptions: list[str | None],
-                       direct_prompts: bool = False) -> HyperPromptConfig:
+                       direct_prompts: bool = False, input_prompts: bool = False) -> HyperPromptConfig:
         """This config with ``names`` appended; a description-conditioned one needs their descriptions.
-        ``direct_prompts``: the new tasks' prompts are learned directly (:attr:`direct_prompt_tasks`)."""
+        ``direct_prompts``: the new tasks' prompts are learned directly (:attr:`direct_prompt_tasks`);
+        ``input_prompts``: they get soft input tokens (:attr:`input_prompt_tasks`)."""
         changes: dict[str, Any] = {"task_names": [*self.task_names, *names], "task_groups": self.groups_with(len(names))}
         if self.describes_tasks:
             missing = [n for n, d in zip(names, descriptions, strict=True) if not (isinstance(d, str) and d.strip())]
@@ -191,9 +202,11 @@ class HyperPromptConfig(MethodConfig, PromptedStacksMixin, BottleneckMixin):
                 raise ValueError(f"the model makes each task's prompts from its description: give {missing} a "
                                  "description (the 'description:' key of a task spec)")
             changes["task_descriptions"] = [*(self.task_descriptions or []), *descriptions]
+        new_ids = range(self.num_tasks, self.num_tasks + len(names))
         if direct_prompts:
-            new_ids = range(self.num_tasks, self.num_tasks + len(names))
             changes["direct_prompt_tasks"] = [*(self.direct_prompt_tasks or []), *new_ids]
+        if input_prompts:
+            changes["input_prompt_tasks"] = [*(self.input_prompt_tasks or []), *new_ids]
         return dataclasses.replace(self, **changes)
 
     @property
@@ -433,20 +446,37 @@ class HyperPromptModel(MultiTaskT5):
             self.hyperprompt.direct_prompts[stack][tasks] = table.transpose(0, 1)
 
     def new_task_rows(self, name: str, rows: torch.Tensor, new_task_names: list[str]) -> torch.Tensor:
-        """A new task's description embedding is its description's, encoded (zero-shot); other rows as usual."""
+        """A new task's description embedding is its description's, encoded (zero-shot); its soft input
+        tokens are sampled vocabulary embeddings (Lester et al.); other rows as usual."""
+        if name == "input_prompts":
+            return sampled_vocab_prompts(self.base.get_input_embeddings().weight.detach(), len(new_task_names),
+                                         rows.shape[1]).to(rows)
         if name != "hyperprompt.description_embedding":
             return super().new_task_rows(name, rows, new_task_names)
         descriptions = (self.config.task_descriptions or [])[-len(new_task_names):]
         return encode_descriptions(descriptions, self.config.description_encoder).to(rows)
 
     def build(self) -> None:
-        layout = self.layout
-        self.hyperprompt = HyperPromptGenerator(self.config, layout.d_model, layout.num_heads, layout.head_dim,
+        layout, cfg = self.layout, self.config
+        self.hyperprompt = HyperPromptGenerator(cfg, layout.d_model, layout.num_heads, layout.head_dim,
                                                 layout.num_layers)
+        if cfg.input_prompt_tasks is not None:
+            if is_decoder_only(self.base):
+                raise ValueError("input_prompt_tasks: soft input tokens for added tasks need an encoder-decoder "
+                                 "backbone; use add-task --train prefix or embedding on a decoder-only one")
+            embedding = self.base.get_input_embeddings().weight.detach()
+            # [T, l, d_model]; rows of the other tasks unused (the first dimension stays the task id)
+            self.input_prompts = nn.Parameter(sampled_vocab_prompts(embedding, cfg.num_tasks, cfg.input_prompt_length))
+            has_input_prompt = torch.zeros(cfg.num_tasks, dtype=torch.bool)
+            has_input_prompt[cfg.input_prompt_tasks] = True
+            self.register_buffer("has_input_prompt", has_input_prompt.to(embedding.device), persistent=False)  # [T]
         self.use_prompted_attention()
 
     def per_task_parameters(self) -> dict[str, nn.Parameter]:
-        return {f"hyperprompt.{name}": p for name, p in self.hyperprompt.per_task_parameters().items()}
+        params = {f"hyperprompt.{name}": p for name, p in self.hyperprompt.per_task_parameters().items()}
+        if self.config.input_prompt_tasks is not None:
+            params["input_prompts"] = self.input_prompts
+        return params
 
     # --- prompts -----------------------------------------------------------------------------
 
@@ -464,7 +494,30 @@ class HyperPromptModel(MultiTaskT5):
 
     def conditioning_inputs(self, task_ids: torch.Tensor, inputs: dict[str, Any]) -> dict[str, Any]:
         tables, rows = self.prompt_tables(task_ids)
-        return {**inputs, "prompt_state": PromptState(tables), "prompt_row_index": rows}
+        return {**self.with_input_prompts(task_ids, inputs), "prompt_state": PromptState(tables),
+                "prompt_row_index": rows}
+
+    def with_input_prompts(self, task_ids: torch.Tensor, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The soft input tokens of :attr:`~HyperPromptConfig.input_prompt_tasks` before their rows' encoder
+        input: ``input_ids`` [B, S] become ``inputs_embeds`` [B, l + S, d] (the other rows: their input, then
+        l masked positions). A batch without such a task passes unchanged (old tasks stay bit-identical); in
+        a batch with one, the other rows equal theirs alone up to float rounding (the masked positions)."""
+        if self.config.input_prompt_tasks is None or inputs.get("encoder_outputs") is not None:
+            return inputs
+        use = self.has_input_prompt[task_ids]  # [B]
+        if not bool(use.any()):
+            return inputs
+        inputs = dict(inputs)
+        input_ids = inputs.pop("input_ids", None)
+        embeds = inputs.get("inputs_embeds")
+        if embeds is None:
+            embeds = self.base.get_input_embeddings()(input_ids)
+        mask = inputs.get("attention_mask")
+        if mask is None:
+            mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+        prompt = self.input_prompts.index_select(0, task_ids).to(embeds.dtype)  # [B, l, d]
+        inputs["inputs_embeds"], inputs["attention_mask"] = prepend_soft_tokens(prompt, embeds, mask, use)
+        return inputs
 
     hyperprompts_disabled = MultiTaskT5.conditioning_disabled
 
@@ -476,7 +529,7 @@ def hyperprompt_added_parameters(config: HyperPromptConfig, shape: BackboneShape
     ``(T + ΣM)·t' + h_t + 2·t·b·d + 2·t·y·b`` (W^D, W^U for keys and values), with y = h·d_kv.
     Description-conditioned Global: ``ΣM·t' + T·d_text + (d_text + 1)·t'`` instead of ``(T + ΣM)·t'``
     (d_text 384 for MiniLM when not yet known); shared prompts: ``Σl·d`` instead of ``T·Σl·d``; direct-prompt
-    tasks add their stored tables, ``T·Σ_s 2·M_s·y·l_s``.
+    tasks add their stored tables, ``T·Σ_s 2·M_s·y·l_s``; soft input tokens ``T·l_in·d``.
     """
     T, d, y = config.num_tasks, shape.d_model, shape.attention_width
     b = config.resolved_bottleneck(d)
@@ -484,6 +537,8 @@ def hyperprompt_added_parameters(config: HyperPromptConfig, shape: BackboneShape
     prompts = (1 if config.global_prompts == "shared" else T) * sum(lengths.values()) * d
     if config.direct_prompt_tasks is not None:  # stored P^m_tau [T, M, 2, y, l] per stack
         prompts += T * sum(2 * shape.num_layers[stack] * y * length for stack, length in lengths.items())
+    if config.input_prompt_tasks is not None:  # soft input tokens [T, l_in, d]
+        prompts += T * config.input_prompt_length * d
     layers = sum(shape.num_layers[stack] for stack in lengths)
     local = 2 * (b * d + y * b)
     if config.variant == "share":

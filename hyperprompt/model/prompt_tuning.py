@@ -74,9 +74,7 @@ class PromptTuningModel(MultiTaskT5):
                                                 device=embedding.device, dtype=embedding.dtype))
         with torch.no_grad():
             if cfg.init == "vocab":
-                high = min(cfg.vocab_init_size, embedding.shape[0])
-                ids = torch.randint(0, high, (cfg.num_tasks, cfg.prompt_length), device=embedding.device)
-                self.prompts.copy_(embedding[ids])
+                self.prompts.copy_(sampled_vocab_prompts(embedding, cfg.num_tasks, cfg.prompt_length, cfg.vocab_init_size))
             else:
                 nn.init.uniform_(self.prompts, -cfg.uniform_init_range, cfg.uniform_init_range)
 
@@ -101,9 +99,7 @@ class PromptTuningModel(MultiTaskT5):
         mask = inputs.get("attention_mask")
         if mask is None:
             mask = torch.ones(batch, length, dtype=torch.long, device=embeds.device)
-        prompt_mask = torch.ones(batch, prompt.shape[1], dtype=mask.dtype, device=mask.device)
-        inputs["inputs_embeds"] = torch.cat([prompt, embeds], dim=1)
-        inputs["attention_mask"] = torch.cat([prompt_mask, mask], dim=1)
+        inputs["inputs_embeds"], inputs["attention_mask"] = prepend_soft_tokens(prompt, embeds, mask)
         if is_decoder_only(self.base):  # the soft tokens are part of the one sequence
             length = prompt.shape[1]
             if inputs.get("labels") is not None:
@@ -124,6 +120,33 @@ class PromptTuningModel(MultiTaskT5):
             input_ids = inputs["input_ids"].repeat_interleave(sequences.shape[0] // inputs["input_ids"].shape[0], 0)
             return torch.cat([input_ids, sequences], dim=1)
         return sequences
+
+
+def sampled_vocab_prompts(embedding: torch.Tensor, count: int, length: int, vocab_init_size: int = 5000) -> torch.Tensor:
+    """Lester et al.'s "sampled vocab" init: ``count`` prompts [count, l, d] of embedding rows (``embedding``:
+    [V, d]) of token ids drawn uniformly from the ``vocab_init_size`` first ids."""
+    high = min(vocab_init_size, embedding.shape[0])
+    ids = torch.randint(0, high, (count, length), device=embedding.device)
+    return embedding[ids]
+
+
+def prepend_soft_tokens(prompt: torch.Tensor, embeds: torch.Tensor, mask: torch.Tensor,
+                        rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[P ; embeds]`` [B, l + S, d] and its mask ``[1 ; mask]`` [B, l + S], from ``prompt`` P [B, l, d],
+    ``embeds`` [B, S, d] and ``mask`` [B, S].
+
+    ``rows`` (BoolTensor [B]): only these rows get their prompt; the others become ``[embeds ; 0]`` with the
+    l added positions masked, so that their real tokens keep their positions (absolute position embeddings
+    see no shift) and nothing attends to the padding.
+    """
+    length = prompt.shape[1]
+    prompt_mask = torch.ones(mask.shape[0], length, dtype=mask.dtype, device=mask.device)
+    prompted = torch.cat([prompt, embeds], dim=1), torch.cat([prompt_mask, mask], dim=1)
+    if rows is None:
+        return prompted
+    plain = torch.cat([embeds, torch.zeros_like(prompt)], dim=1), torch.cat([mask, torch.zeros_like(prompt_mask)], dim=1)
+    return (torch.where(rows[:, None, None], prompted[0], plain[0]),
+            torch.where(rows[:, None], prompted[1], plain[1]))
 
 
 def _left_padding_first(mask: torch.Tensor, length: int) -> torch.Tensor:

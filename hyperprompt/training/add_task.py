@@ -38,9 +38,12 @@ GLOBAL_TRAINED = {"embedding": ("hyperprompt.task_embedding", "hyperprompt.descr
                   "embedding+prompts": ("hyperprompt.task_embedding", "hyperprompt.description_embedding",
                                         "hyperprompt.prompts.encoder", "hyperprompt.prompts.decoder")}
 #: ``none`` trains nothing: the new task as its initial rows give it (zero-shot from a description);
-#: ``prefix`` learns the new task's prompts P^m directly, every layer's (prefix tuning on the frozen model)
-TRAIN_CHOICES = (*GLOBAL_TRAINED, "prefix", "task-rows", "none")
+#: ``prefix`` learns the new task's prompts P^m directly, every layer's (prefix tuning on the frozen model);
+#: ``prompt`` learns soft input tokens for it (prompt tuning on the frozen model; its hyper-prompts stay
+#: those of its initial rows)
+TRAIN_CHOICES = (*GLOBAL_TRAINED, "prefix", "prompt", "task-rows", "none")
 PREFIX_TRAINED = ("hyperprompt.direct_prompts.encoder", "hyperprompt.direct_prompts.decoder")
+PROMPT_TRAINED = ("input_prompts",)
 
 
 def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "embedding", steps: int = 300,
@@ -54,7 +57,9 @@ def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "e
         out_dir: where ``final/`` and ``results.json`` go (must not hold a model yet).
         train: ``embedding``, ``embedding+prompts`` (HyperPrompt-Global), ``prefix`` (HyperPrompt: the new
             task's prompts in every layer learned directly, starting from the generated ones -- prefix tuning
-            of the new task on the frozen model, the baseline), ``task-rows`` (any method) or ``none`` (no
+            of the new task on the frozen model, a baseline), ``prompt`` (HyperPrompt: 16 soft input tokens for
+            the new task, sampled-vocabulary init, on the frozen model whose hyper-prompts for it come from its
+            initial rows -- prompt tuning, the other baseline), ``task-rows`` (any method) or ``none`` (no
             training: a description-conditioned model's zero-shot prompts).
         steps, batch_size, lr: AdamW (no weight decay) on the new rows only.
         num_examples: train on the first N training examples of the task only (few-shot); None: all.
@@ -80,6 +85,9 @@ def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "e
     if train == "prefix" and not model.config.method.startswith("hyperprompt-"):
         raise InputError(f"--train prefix learns a HyperPrompt model's prompts for the new task directly; this is "
                          f"{model.config.method}: use --train task-rows")
+    if train == "prompt" and not model.config.method.startswith("hyperprompt-"):
+        raise InputError(f"--train prompt gives a HyperPrompt model soft input tokens for the new task; this is "
+                         f"{model.config.method}: use --train task-rows")
     if train in GLOBAL_TRAINED and model.config.method != "hyperprompt-global":
         raise InputError(f"--train {train} needs a HyperPrompt-Global model (task embeddings); this is "
                          f"{model.config.method}: use --train task-rows")
@@ -102,12 +110,13 @@ def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "e
     torch.manual_seed(seed)
     first_new = model.config.num_tasks
     try:
-        model = with_new_tasks(model, [new_task.name], [new_task.description], direct_prompts=train == "prefix")
+        model = with_new_tasks(model, [new_task.name], [new_task.description], direct_prompts=train == "prefix",
+                               input_prompts=train == "prompt")
     except ValueError as error:
         raise InputError(str(error)) from None
     if train == "prefix":
         model.start_direct_prompts([first_new])
-    trained_names = {"none": (), "prefix": PREFIX_TRAINED, **GLOBAL_TRAINED}
+    trained_names = {"none": (), "prefix": PREFIX_TRAINED, "prompt": PROMPT_TRAINED, **GLOBAL_TRAINED}
     names = trained_names[train] if train in trained_names else tuple(model.per_task_parameters())
     names = tuple(n for n in names if n in model.per_task_parameters())
     if not names and train != "none":

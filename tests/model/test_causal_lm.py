@@ -85,6 +85,8 @@ def test_unsupported_architectures_and_stacks_give_clear_errors():
         make_model("mtl").from_base(gpt2, MethodConfig(task_names=TASKS))
     with pytest.raises(ValueError, match="apply_to='encoder'.*only the decoder stack"):
         make_model("hyperprompt-share", apply_to="encoder")
+    with pytest.raises(ValueError, match="soft input tokens for added tasks need an encoder-decoder backbone"):
+        make_model("hyperprompt-global", input_prompt_tasks=[1])
 
 
 # --- 1. disabled == the plain LM; prompts and task ids change it ------------------------------

@@ -93,6 +93,39 @@ def test_a_task_added_by_prefix_tuning_learns_its_prompts_directly(trained, caps
     assert scores["tasks"]["synthetic/max"]["metrics"] == results["after"]["metrics"]
 
 
+def test_a_task_added_by_prompt_tuning_learns_soft_input_tokens(trained, tools):
+    """The other baseline: soft input tokens for the new task only, on the frozen model (its hyper-prompts from
+    the mean rows). Batches of old tasks pass unchanged (bit-identical); in a batch with the new task the old
+    rows get masked padding, equal to float rounding."""
+    out = trained / "added-prompt"
+    torch.set_num_threads(1)
+    assert main(["add-task", str(trained / "run"), "--task", "synthetic/max", "--out", str(out), "--train", "prompt",
+                 "--steps", "15", "--batch-size", "8", "--lr", "0.3", "--eval-examples", "16"]) == 0
+    old = load_run_checkpoint(trained / "run" / "final").model
+    new = load_run_checkpoint(out / "final").model
+    assert new.config.input_prompt_tasks == [2] and new.input_prompts.shape == (3, 16, 64)
+    with torch.no_grad():
+        assert torch.equal(old(**tools.batch_for([0, 1, 1, 0])).logits, new(**tools.batch_for([0, 1, 1, 0])).logits)
+        batch = tools.batch_for([0, 2, 1])
+        mixed = new(**batch).logits
+        old_rows = {k: v[[0, 2]] for k, v in batch.items()}
+        torch.testing.assert_close(mixed[[0, 2]], old(**old_rows).logits, rtol=1e-5, atol=1e-5)
+        new.has_input_prompt[2] = False  # without its soft tokens the new task's row differs: they are used
+        assert not torch.allclose(new(**batch).logits[1], mixed[1])
+    old_weights, new_weights = old.added_state_dict(), new.added_state_dict()
+    per_task = new.per_task_parameters()
+    for name, tensor in new_weights.items():  # nothing old moved
+        if name in per_task and name != "input_prompts":
+            assert torch.equal(tensor[:2], old_weights[name]), name
+        elif name not in per_task:
+            assert torch.equal(tensor, old_weights[name]), name
+    results = json.loads((out / "results.json").read_text())
+    assert results["trained_parameters"] == ["input_prompts"] and results["trained_numbers"] == 16 * 64
+    assert results["last_loss"] < results["first_loss"]
+    scores = evaluate_checkpoint(out / "final", tasks=["synthetic/max"], max_examples=16)
+    assert scores["tasks"]["synthetic/max"]["metrics"] == results["after"]["metrics"]
+
+
 def test_bad_add_task_requests_are_refused(trained, capsys):
     assert main(["add-task", str(trained / "run"), "--task", "synthetic/first", "--out", str(trained / "x")]) == 1
     assert "already has a task named 'synthetic/first'" in capsys.readouterr().err
@@ -107,6 +140,9 @@ def test_other_methods_add_a_task_by_their_task_rows(trained, capsys, tools):
     assert main(["train", str(trained / "pt.yaml"), "--out", str(trained / "pt")]) == 0
     assert main(["add-task", str(trained / "pt"), "--task", "synthetic/max", "--out", str(trained / "pt-x")]) == 1
     assert "needs a HyperPrompt-Global model" in capsys.readouterr().err
+    assert main(["add-task", str(trained / "pt"), "--task", "synthetic/max", "--out", str(trained / "pt-x"),
+                 "--train", "prompt"]) == 1
+    assert "--train prompt gives a HyperPrompt model soft input tokens" in capsys.readouterr().err
     assert main(["add-task", str(trained / "pt"), "--task", "synthetic/max", "--out", str(trained / "pt-added"),
                  "--train", "task-rows", "--steps", "5", "--eval-examples", "8"]) == 0
     old = load_run_checkpoint(trained / "pt" / "final").model

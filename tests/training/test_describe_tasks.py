@@ -140,6 +140,9 @@ def test_the_parameter_formula_counts_described_and_direct_prompt_models():
         model = HyperPromptModel.from_base(base, HyperPromptConfig(task_names=TASKS, variant=variant,
                                                                    direct_prompt_tasks=[2]))
         assert model.num_added_parameters() == added_parameters(model.config, BackboneShape.from_config(base.config))
+        model = HyperPromptModel.from_base(base, HyperPromptConfig(task_names=TASKS, variant=variant,  # add-task prompt
+                                                                   input_prompt_tasks=[1, 2], input_prompt_length=5))
+        assert model.num_added_parameters() == added_parameters(model.config, BackboneShape.from_config(base.config))
 
 
 def test_bad_description_requests_are_refused(trained, tmp_path, capsys):
