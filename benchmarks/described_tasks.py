@@ -13,9 +13,10 @@ HyperPrompt-Global models (the demo's tiny T5 from scratch, no task prefix, the 
 Each held-out task is then added (``add_task``, everything else frozen, old tasks bit-identical):
 zero-shot from its description (``described``, nothing trained); its description embedding fine-tuned from
 there on N examples; ``named`` learning its task embedding (mean-initialised) or embedding + global prompts on
-N examples; and, as the baseline, prefix tuning of the new task on the same frozen ``named`` model (its
-prompts in every layer learned directly, from the generated ones). References: its score in ``all-named``,
-and chance (the most frequent validation answer). Not here: prompt tuning (soft input tokens) of the new task.
+N examples; and, as the baselines, prefix tuning of the new task on the same frozen ``named`` model (its
+prompts in every layer learned directly, from the generated ones) and prompt tuning (16 soft input tokens,
+sampled-vocabulary init; its hyper-prompts those of the mean rows). References: its score in ``all-named``,
+and chance (the most frequent validation answer).
 
     python benchmarks/described_tasks.py --out runs/described-tasks --figure     # ~35 min on 2 cores
 
@@ -53,6 +54,7 @@ CURVES = {
     "named: task embedding": ("named", "embedding"),
     "named: task embedding + global prompts": ("named", "embedding+prompts"),
     "named: prefix tuning (every layer's prompts learned directly)": ("named", "prefix"),
+    "named: prompt tuning (16 soft input tokens)": ("named", "prompt"),
 }
 
 

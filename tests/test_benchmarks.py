@@ -59,7 +59,8 @@ def test_benchmark_script_runs(script, tmp_path):
         row = report["tasks"]["family/third_next2"]
         assert set(row["curves"]) == {"described + fine-tuned description embedding", "named: task embedding",
                                       "named: task embedding + global prompts",
-                                      "named: prefix tuning (every layer's prompts learned directly)"}
+                                      "named: prefix tuning (every layer's prompts learned directly)",
+                                      "named: prompt tuning (16 soft input tokens)"}
         assert report["models"]["described"]["tasks"] == 35 and report["models"]["all-named"]["tasks"] == 43
         assert 0 < row["chance"] < 100
     if script == "param_scaling.py":

@@ -63,7 +63,7 @@ class MultiTaskT5(nn.Module):
         if config.freeze_backbone:
             for parameter in self.base.parameters():
                 parameter.requires_grad_(False)
-            for parameter in self.backbone_parameters_to_train():
+            for parameter in [*self.backbone_parameters_to_train(), *new_backbone_weights(self.base)]:
                 parameter.requires_grad_(True)
 
     @classmethod
@@ -373,6 +373,14 @@ class MultiTaskT5(nn.Module):
 
 
 _GENERATE_INPUT_NAMES = frozenset({"input_ids", "attention_mask", "inputs_embeds"})
+
+
+def new_backbone_weights(base: PreTrainedModel) -> list[nn.Parameter]:
+    """The backbone's weights its pretrained checkpoint did not have (``config.warm_start_new_weights``: a
+    warm-started BERT2BERT's cross-attention and LM-head transform). ``freeze_backbone`` freezes what was
+    pretrained; these start untrained (or copied into a new role), so every method trains them."""
+    names = set(getattr(base.config, "warm_start_new_weights", None) or [])
+    return [parameter for name, parameter in base.named_parameters() if name in names]
 
 
 def _concat_rows(groups: list[Any], dim: int) -> Any:

@@ -164,7 +164,8 @@ def warm_started_bert2bert(name: str | Path = MINILM_PRESET, decoder_layers: int
 
     Args:
         decoder_layers: decoder depth; its layers start as the checkpoint's first ``decoder_layers``
-            layers (self-attention, FFN), its cross-attention and LM-head transform start random.
+            layers (self-attention, FFN), its cross-attention and LM-head transform start random. Their
+            names are kept in ``config.warm_start_new_weights``: ``freeze_backbone`` leaves them trainable.
         tokenizer: the tokenizer whose special tokens set pad / EOS / decoder start (default: the
             checkpoint's, :func:`warm_start_tokenizer`).
         cross_attention_init: ``random`` (Rothe et al.) or ``self``: each decoder layer's cross-attention
@@ -185,7 +186,7 @@ def warm_started_bert2bert(name: str | Path = MINILM_PRESET, decoder_layers: int
     transformers_logging.set_verbosity_error()  # the load reports list every new cross-attention weight
     try:
         encoder = BertModel.from_pretrained(str(folder))
-        decoder = BertLMHeadModel.from_pretrained(str(folder), config=decoder_config)
+        decoder, loading = BertLMHeadModel.from_pretrained(str(folder), config=decoder_config, output_loading_info=True)
     finally:
         transformers_logging.set_verbosity(verbosity)
     logger.info("BERT2BERT from %s: %d encoder layers, %d decoder layers (new cross-attention and LM-head "
@@ -195,5 +196,9 @@ def warm_started_bert2bert(name: str | Path = MINILM_PRESET, decoder_layers: int
             layer.crossattention.load_state_dict(layer.attention.state_dict())
     model = EncoderDecoderModel(encoder=encoder, decoder=decoder)
     model.config._name_or_path = str(name)
+    # what the checkpoint did not have (cross-attention, LM-head transform): trained even under freeze_backbone
+    decoder_names = {name for name, _ in decoder.named_parameters()}
+    model.config.warm_start_new_weights = sorted(f"decoder.{key}" for key in loading["missing_keys"]
+                                                 if key in decoder_names)
     return _set_special_tokens(model, pad=tokenizer.pad_token_id, eos=tokenizer.sep_token_id,
                                decoder_start=tokenizer.cls_token_id)

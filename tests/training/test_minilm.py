@@ -92,6 +92,20 @@ def test_any_local_bert_folder_is_warm_started(tmp_path):
         model, tokenizer = build({"model": str(folder), "model_overrides": {"decoder_layers": 1}})
     assert model.layout.num_layers == {"encoder": 3, "decoder": 1} and model.layout.d_model == 32
     assert tokenizer.eos_token == "[SEP]"
+    # freeze_backbone freezes what was pretrained; the weights the warm start made (cross-attention, LM-head
+    # transform) train with every method, MTL included
+    for method in ("mtl", "hyperprompt-global"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frozen, _ = build({"model": str(folder), "model_overrides": {"decoder_layers": 1}, "method": method,
+                               "method_settings": {"freeze_backbone": True}})
+        trainable = {name for name, p in frozen.base.named_parameters() if p.requires_grad}
+        assert trainable and all(".crossattention." in n or ".cls.predictions." in n for n in trainable), trainable
+        assert {n for n in trainable if ".crossattention." in n} == {
+            n for n, _ in frozen.base.named_parameters() if ".crossattention." in n}
+        assert not frozen.base.decoder.get_input_embeddings().weight.requires_grad  # tied to the LM head
+        added = [p for _, p in frozen.added_named_parameters()]
+        assert all(p.requires_grad for p in added) and (method == "mtl") == (not added)
 
 
 def test_wordpiece_decodings_of_targets_map_back_to_the_targets():
@@ -110,7 +124,7 @@ def test_minilm_recipes_load(name):
         assert len(comparison.seeds) == 3
         frozen = name.endswith("frozen.yaml")
         assert all(c.method_config(c.tasks).freeze_backbone == frozen for c in configs)
-        assert len(comparison.methods) == (7 if frozen else 8)
+        assert len(comparison.methods) == 8
     else:
         configs = [load_config(path)]
     for config in configs:
