@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--settings", default="{}", help="method settings as JSON")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--cross-attention-init", default="random", choices=["random", "self"])
+    parser.add_argument("--cross-attention-init", default="random", choices=["random", "self", "mean"])
     parser.add_argument("--data-dir", default="../shared/data/glue")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()

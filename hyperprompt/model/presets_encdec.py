@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import (
     AutoTokenizer,
     BartConfig,
@@ -157,6 +158,10 @@ def warm_start_tokenizer(name: str | Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+#: how a warm-started decoder's new cross-attention starts (:func:`warm_started_bert2bert`)
+CROSS_ATTENTION_INITS = ("random", "self", "mean")
+
+
 def warm_started_bert2bert(name: str | Path = MINILM_PRESET, decoder_layers: int = 2,
                            tokenizer: PreTrainedTokenizerBase | None = None,
                            cross_attention_init: str = "random") -> EncoderDecoderModel:
@@ -168,12 +173,15 @@ def warm_started_bert2bert(name: str | Path = MINILM_PRESET, decoder_layers: int
             names are kept in ``config.warm_start_new_weights``: ``freeze_backbone`` leaves them trainable.
         tokenizer: the tokenizer whose special tokens set pad / EOS / decoder start (default: the
             checkpoint's, :func:`warm_start_tokenizer`).
-        cross_attention_init: ``random`` (Rothe et al.) or ``self``: each decoder layer's cross-attention
-            starts as a copy of that layer's self-attention (projections, output dense and LayerNorm).
+        cross_attention_init: ``random`` (Rothe et al.); ``self``: each decoder layer's cross-attention
+            starts as a copy of that layer's self-attention (projections, output dense and LayerNorm);
+            ``mean``: the same with the query projection zero, so every query attends uniformly and reads the
+            mean of the encoder's (value-projected) outputs -- the mean pooling a sentence encoder such as
+            all-MiniLM-L6-v2 was trained for -- until the queries learn to look elsewhere.
     """
-    if cross_attention_init not in ("random", "self"):
+    if cross_attention_init not in CROSS_ATTENTION_INITS:
         raise ConfigError(f"config key 'model_overrides.cross_attention_init': {cross_attention_init!r} is not "
-                          "'random' or 'self'")
+                          f"one of {', '.join(CROSS_ATTENTION_INITS)}")
     folder = warm_start_folder(name)
     tokenizer = tokenizer or warm_start_tokenizer(name)
     encoder_config = BertConfig.from_pretrained(str(folder))
@@ -191,9 +199,13 @@ def warm_started_bert2bert(name: str | Path = MINILM_PRESET, decoder_layers: int
         transformers_logging.set_verbosity(verbosity)
     logger.info("BERT2BERT from %s: %d encoder layers, %d decoder layers (new cross-attention and LM-head "
                 "transform)", folder, encoder_config.num_hidden_layers, decoder_layers)
-    if cross_attention_init == "self":
+    if cross_attention_init in ("self", "mean"):
         for layer in decoder.bert.encoder.layer:
             layer.crossattention.load_state_dict(layer.attention.state_dict())
+            if cross_attention_init == "mean":  # q = 0: uniform attention over the unmasked encoder positions
+                with torch.no_grad():
+                    layer.crossattention.self.query.weight.zero_()
+                    layer.crossattention.self.query.bias.zero_()
     model = EncoderDecoderModel(encoder=encoder, decoder=decoder)
     model.config._name_or_path = str(name)
     # what the checkpoint did not have (cross-attention, LM-head transform): trained even under freeze_backbone

@@ -106,6 +106,23 @@ def test_any_local_bert_folder_is_warm_started(tmp_path):
         assert not frozen.base.decoder.get_input_embeddings().weight.requires_grad  # tied to the LM head
         added = [p for _, p in frozen.added_named_parameters()]
         assert all(p.requires_grad for p in added) and (method == "mtl") == (not added)
+    # cross_attention_init: mean -- the decoder's cross-attention starts as mean pooling of the encoder
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pooled, tokenizer = build({"model": str(folder), "method": "mtl",
+                                   "model_overrides": {"decoder_layers": 2, "cross_attention_init": "mean"}})
+    base = pooled.base.eval()
+    for layer in base.decoder.bert.encoder.layer:
+        assert not layer.crossattention.self.query.weight.any() and not layer.crossattention.self.query.bias.any()
+        assert torch.equal(layer.crossattention.self.key.weight, layer.attention.self.key.weight)
+    batch = tokenizer(["a gripping , funny film .", "dull ."], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        out = base(**batch, decoder_input_ids=torch.tensor([[101, 2054, 2003], [101, 2054, 2003]]),
+                   output_attentions=True)
+    real = batch["attention_mask"].sum(1)  # [2]
+    for attention in out.cross_attentions:  # [B, h, target, source]: uniform over each input's real tokens
+        expected = batch["attention_mask"][:, None, None, :] / real[:, None, None, None]
+        torch.testing.assert_close(attention, expected.expand_as(attention))
 
 
 def test_wordpiece_decodings_of_targets_map_back_to_the_targets():
