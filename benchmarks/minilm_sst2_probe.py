@@ -30,6 +30,10 @@ def main() -> None:
     parser.add_argument("--cross-attention-init", default="random", choices=["random", "self", "mean"])
     parser.add_argument("--data-dir", default="../shared/data/glue")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--new-weights-lr", type=float, help="learning rate of the weights the checkpoint did not "
+                        "have (cross-attention, LM-head transform); default: --lr")
+    parser.add_argument("--head-init", default="random", choices=["random", "identity"],
+                        help="the LM-head transform's dense layer: random (BertLMHeadModel's) or the identity")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(args.threads)
@@ -43,7 +47,17 @@ def main() -> None:
                                   cross_attention_init=args.cross_attention_init)
     config = MethodConfig.from_dict({"method": args.method, "task_names": ["sst2"], **json.loads(args.settings)})
     model = MultiTaskT5.registry[args.method].from_base(base, config)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr)
+    if args.head_init == "identity":
+        with torch.no_grad():
+            dense = base.decoder.cls.predictions.transform.dense
+            dense.weight.copy_(torch.eye(dense.weight.shape[0]))
+            dense.bias.zero_()
+    new = set(base.config.warm_start_new_weights)
+    new_params = [p for n, p in model.named_parameters() if n.removeprefix("base.") in new]
+    others = [p for n, p in model.named_parameters() if p.requires_grad and n.removeprefix("base.") not in new]
+    new_lr = args.new_weights_lr or args.lr
+    optimizer = torch.optim.AdamW([{"params": others, "lr": args.lr, "scale": 1.0},
+                                   {"params": new_params, "lr": new_lr, "scale": new_lr / args.lr}], lr=args.lr)
     collate = Seq2SeqCollator(tokenizer.pad_token_id)
 
     def accuracy(n: int = 300) -> float:
@@ -60,11 +74,12 @@ def main() -> None:
     order = list(range(len(train)))
     random.shuffle(order)
     losses, start = [], time.time()
-    print(f"{args.method} {args.settings} cross-attention {args.cross_attention_init} lr {args.lr}")
+    print(f"{args.method} {args.settings} cross-attention {args.cross_attention_init} lr {args.lr} new-weights lr "
+          f"{new_lr} ({sum(p.numel() for p in new_params):,} numbers) head {args.head_init}")
     for step in range(args.steps):
         batch = collate([train.feature(i, 0) for i in order[step * 16:(step + 1) * 16]])
         for group in optimizer.param_groups:
-            group["lr"] = args.lr * min(1.0, (step + 1) / 10)
+            group["lr"] = args.lr * group["scale"] * min(1.0, (step + 1) / 10)
         loss = model(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels", "task_ids")}).loss
         optimizer.zero_grad()
         loss.backward()

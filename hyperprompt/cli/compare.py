@@ -25,6 +25,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a training key for every run, e.g. --set max_steps=100 (repeatable)")
     parser.add_argument("--data-dir", help="folder of the official GLUE/SuperGLUE files (same as --set data_dir=...)")
+    parser.add_argument("--archive", metavar="DIR",
+                        help="also keep every finished run's results, logs and configs (a few kB, no weights) in DIR, "
+                        "e.g. a folder under version control, and count the finished runs found there as finished: a "
+                        "comparison spanning sessions then survives the loss of --out")
     add_logging_flag(parser)
     return parser
 
@@ -37,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.set) + ([f"data_dir={args.data_dir}"] if args.data_dir else [])
     out = Path(args.out) if args.out else Path("runs") / f"compare-{Path(args.config).stem}"
     comparison = load_comparison(args.config, methods, args.seeds, overrides)
-    run_comparison(comparison, out)
+    run_comparison(comparison, out, archive=args.archive)
     print((out / "comparison.md").read_text())
     print(f"wrote {out / 'comparison.md'} and {out / 'comparison.csv'}")
     return 0

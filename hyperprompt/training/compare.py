@@ -39,6 +39,7 @@ import dataclasses
 import io
 import json
 import math
+import shutil
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -174,18 +175,56 @@ def single_task_dir(out_dir: str | Path, task: str, seed: int) -> Path:
     return Path(out_dir) / "runs" / "mtl-single" / task.replace("/", "_") / f"seed-{seed}"
 
 
+#: what a finished run keeps in an archive (``run_comparison(archive=...)``): all the tables read, a few kB
+ARCHIVED_FILES = (RESULTS_NAME, "train_log.jsonl", "metrics.jsonl", "config.yaml", "final/model/method_config.json",
+                  "final/model/backbone/config.json")
+
+
+def archive_run(directory: Path, archived: Path) -> None:
+    """Copy the small files of the finished run ``directory`` to ``archived`` (``results.json`` last, so an
+    archived run is complete once it has one)."""
+    for name in (*ARCHIVED_FILES[1:], ARCHIVED_FILES[0]):
+        if (directory / name).is_file():
+            target = archived / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(directory / name, target)
+
+
+def restore_runs(archive: Path, out: Path) -> list[Path]:
+    """Copy every archived finished run that ``out`` lacks into ``out`` (what the tables need; no weights).
+    Returns the restored run directories."""
+    restored = []
+    for results in sorted(archive.glob(f"runs/**/{RESULTS_NAME}")):
+        relative = results.parent.relative_to(archive)
+        if not (out / relative / RESULTS_NAME).is_file():
+            shutil.rmtree(out / relative, ignore_errors=True)  # an interrupted copy here is superseded
+            archive_run(results.parent, out / relative)
+            restored.append(out / relative)
+    return restored
+
+
 def run_comparison(
-    comparison: Comparison, out_dir: str | Path, log: Callable[[str], None] = print
+    comparison: Comparison, out_dir: str | Path, log: Callable[[str], None] = print, archive: str | Path | None = None
 ) -> list[dict[str, Any]]:
     """Train every unfinished (method, seed) run, then write the tables; return the table rows.
+
+    ``archive``: a second folder (e.g. under version control) that keeps the small files of every finished
+    run (:data:`ARCHIVED_FILES`, no weights) and the recipe; finished runs found there count as finished
+    here, so a comparison that spans sessions survives the loss of ``out_dir``.
 
     Under ``accelerate launch`` every process runs this; each run trains on all of them, and only the
     main process writes the recipe and the tables."""
     out = Path(out_dir)
+    archive = Path(archive) if archive is not None else None
     state = PartialState()
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         check_recipe(out / RECIPE_NAME, comparison)
+        if archive is not None:
+            archive.mkdir(parents=True, exist_ok=True)
+            check_recipe(archive / RECIPE_NAME, comparison, flag="--archive")
+            for directory in restore_runs(archive, out):
+                log(f"restored the finished run {directory} from {archive}")
     state.wait_for_everyone()
     # seed-major order: load drift on a shared machine then affects every method's step time alike,
     # and an interrupted comparison already has whole seeds of every method
@@ -196,6 +235,8 @@ def run_comparison(
         name = method if task is None else f"mtl on {task} alone"
         if (directory / RESULTS_NAME).is_file():
             log(f"[{index}/{len(pairs)}] {name} seed {seed}: finished, kept ({directory})")
+            if archive is not None and state.is_main_process:
+                archive_run(directory, archive / directory.relative_to(out))
             continue
         resume = directory.is_dir()
         log(f"[{index}/{len(pairs)}] {name} seed {seed}: {'resuming' if resume else 'training'} -> {directory}")
@@ -206,6 +247,8 @@ def run_comparison(
             raise TrainingInterrupted(stop.step, stop.checkpoint, (
                 f"interrupted at step {stop.step} of {name} seed {seed}; run the same command again to continue "
                 "the comparison (finished runs are kept, the interrupted one resumes).")) from None
+        if archive is not None and state.is_main_process:
+            archive_run(directory, archive / directory.relative_to(out))
     rows = [summarize_method(out, method, comparison.seeds) for method in comparison.methods]
     if comparison.single_task:
         rows.append(single_task_row(out, comparison))
@@ -216,8 +259,9 @@ def run_comparison(
     return rows
 
 
-def check_recipe(path: Path, comparison: Comparison) -> None:
-    """Save the recipe on the first call; later calls must use the same one."""
+def check_recipe(path: Path, comparison: Comparison, flag: str = "--out") -> None:
+    """Save the recipe on the first call; later calls must use the same one (``flag``: the option that named
+    the folder, for the message)."""
     current = comparison.saved_form()
     if not path.is_file():
         path.write_text(yaml.safe_dump(current, sort_keys=False))
@@ -227,7 +271,7 @@ def check_recipe(path: Path, comparison: Comparison) -> None:
         changed = sorted(k for k in set(_flat(saved)) | set(_flat(current)) if _flat(saved).get(k) != _flat(current).get(k))
         raise ComparisonError(
             f"{path.parent} holds a comparison of another recipe (changed: {', '.join(changed)}); "
-            "choose another --out, or delete the runs that no longer apply and the saved recipe.yaml"
+            f"choose another {flag}, or delete the runs that no longer apply and the saved recipe.yaml"
         )
 
 

@@ -101,6 +101,21 @@ def test_compare_writes_table_equal_to_runs_and_resumes_without_retraining(recip
     assert (out / "comparison.csv").read_text() == first_table
     assert "| prompt-tuning |" in capsys.readouterr().out
 
+    # --archive: finished runs' small files kept elsewhere; a lost OUT is rebuilt from them without training
+    archive = tmp_path / "archive"
+    calls.clear()
+    assert run_cli(str(recipe), "--out", str(out), "--archive", str(archive)) == 0 and calls == []
+    archived = sorted(str(p.relative_to(archive)) for p in archive.rglob("*") if p.is_file())
+    assert archived == sorted(["recipe.yaml", *(f"runs/{m}/seed-{s}/{name}" for m in ("mtl", "prompt-tuning")
+                                                 for s in (0, 1) for name in compare_module.ARCHIVED_FILES)])
+    fresh = tmp_path / "cmp-lost"
+    assert run_cli(str(recipe), "--out", str(fresh), "--archive", str(archive)) == 0 and calls == []
+    assert (fresh / "comparison.csv").read_text() == first_table
+    assert run_cli(str(recipe), "--out", str(tmp_path / "cmp-other"), "--archive", str(archive),
+                   "--set", "max_steps=5") == 2  # the archive holds another recipe's runs
+    assert "archive holds a comparison of another recipe (changed: recipe.max_steps); choose another --archive" in \
+        capsys.readouterr().err
+
 
 def test_compare_refuses_another_recipe_in_the_same_out(recipe, tmp_path):
     comparison = load_comparison(recipe, methods=["mtl"], seeds=1)
