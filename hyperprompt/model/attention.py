@@ -141,16 +141,19 @@ def prompted_attention(
     # The combined bias depends only on (position_bias, mask, l), which every layer of a stack shares
     # in one forward: build it once per stack. Identity checks hold the tensors, so ids cannot be reused.
     # (BART, BERT and rotary models pass no position bias: None is None, so the mask alone decides.)
+    # A layer never reuses the bias it built itself: under activation checkpointing its recomputation must
+    # miss where its forward missed (FSDP2 hands each unit new tensor objects, so there every layer misses,
+    # and the last layer's recomputation would otherwise hit its own forward's entry: CheckpointError).
     cache_key = (slot[0] if slot is not None else "cross", prompt_length)
     cached = None if prompt_state is None else prompt_state.bias_cache.get(cache_key)
-    if (cached is not None and cached[0] is position_bias and cached[1] is attention_mask
+    if (cached is not None and cached[4] is not module and cached[0] is position_bias and cached[1] is attention_mask
             and (cached[3] is None or (cached[3].shape[-2] == query.shape[2]
                                        and cached[3].shape[-1] == prompt_length + key.shape[2]))):
         bias = cached[3]
     else:
         bias = _combined_bias(position_bias, attention_mask, prompt_length, query.dtype)
         if prompt_state is not None:
-            prompt_state.bias_cache[cache_key] = (position_bias, attention_mask, prompt_length, bias)
+            prompt_state.bias_cache[cache_key] = (position_bias, attention_mask, prompt_length, bias, module)
 
     observer = None if prompt_state is None else prompt_state.attention_observer
     groups = query.shape[1] // key.shape[1]  # query heads per key head (1 without grouped-query attention)
