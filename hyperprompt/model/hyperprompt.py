@@ -40,8 +40,8 @@ from hyperprompt.model.config import (
 )
 from hyperprompt.model.descriptions import encode_descriptions
 from hyperprompt.model.layout import BackboneShape
-from hyperprompt.model.prompt_tuning import prepend_soft_tokens, sampled_vocab_prompts
 from hyperprompt.model.registry import register_method
+from hyperprompt.model.soft_tokens import embedded_inputs, prepend_soft_tokens, sampled_vocab_prompts
 
 HYPERPROMPT_VARIANTS = ("global", "share", "sep")
 DESCRIPTION_DIM = 384  # all-MiniLM-L6-v2's width: the parameter formula's d_text before a model is built
@@ -507,14 +507,7 @@ class HyperPromptModel(MultiTaskT5):
         use = self.has_input_prompt[task_ids]  # [B]
         if not bool(use.any()):
             return inputs
-        inputs = dict(inputs)
-        input_ids = inputs.pop("input_ids", None)
-        embeds = inputs.get("inputs_embeds")
-        if embeds is None:
-            embeds = self.base.get_input_embeddings()(input_ids)
-        mask = inputs.get("attention_mask")
-        if mask is None:
-            mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+        inputs, embeds, mask = embedded_inputs(self.base, inputs, "soft input tokens")
         prompt = self.input_prompts.index_select(0, task_ids).to(embeds.dtype)  # [B, l, d]
         inputs["inputs_embeds"], inputs["attention_mask"] = prepend_soft_tokens(prompt, embeds, mask, use)
         return inputs

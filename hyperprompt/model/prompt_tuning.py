@@ -27,6 +27,7 @@ from hyperprompt.model.causal_lm import is_decoder_only
 from hyperprompt.model.config import MethodConfig, check_choice, check_positive
 from hyperprompt.model.layout import BackboneShape
 from hyperprompt.model.registry import register_method
+from hyperprompt.model.soft_tokens import embedded_inputs, prepend_soft_tokens, sampled_vocab_prompts
 
 PROMPT_INITS = ("vocab", "uniform")
 
@@ -87,18 +88,9 @@ class PromptTuningModel(MultiTaskT5):
         mask): the inputs pass unchanged."""
         if inputs.get("encoder_outputs") is not None:
             return inputs
-        inputs = dict(inputs)
-        input_ids = inputs.pop("input_ids", None)
-        embeds = inputs.get("inputs_embeds")
-        if embeds is None:
-            if input_ids is None:
-                raise ValueError("prompt tuning needs the encoder input: pass input_ids (or inputs_embeds).")
-            embeds = self.base.get_input_embeddings()(input_ids)
+        inputs, embeds, mask = embedded_inputs(self.base, inputs, "prompt tuning")
         prompt = self.prompts.index_select(0, task_ids).to(embeds.dtype)  # [B, l, d]
-        batch, length = embeds.shape[:2]
-        mask = inputs.get("attention_mask")
-        if mask is None:
-            mask = torch.ones(batch, length, dtype=torch.long, device=embeds.device)
+        batch = embeds.shape[0]
         inputs["inputs_embeds"], inputs["attention_mask"] = prepend_soft_tokens(prompt, embeds, mask)
         if is_decoder_only(self.base):  # the soft tokens are part of the one sequence
             length = prompt.shape[1]
@@ -120,33 +112,6 @@ class PromptTuningModel(MultiTaskT5):
             input_ids = inputs["input_ids"].repeat_interleave(sequences.shape[0] // inputs["input_ids"].shape[0], 0)
             return torch.cat([input_ids, sequences], dim=1)
         return sequences
-
-
-def sampled_vocab_prompts(embedding: torch.Tensor, count: int, length: int, vocab_init_size: int = 5000) -> torch.Tensor:
-    """Lester et al.'s "sampled vocab" init: ``count`` prompts [count, l, d] of embedding rows (``embedding``:
-    [V, d]) of token ids drawn uniformly from the ``vocab_init_size`` first ids."""
-    high = min(vocab_init_size, embedding.shape[0])
-    ids = torch.randint(0, high, (count, length), device=embedding.device)
-    return embedding[ids]
-
-
-def prepend_soft_tokens(prompt: torch.Tensor, embeds: torch.Tensor, mask: torch.Tensor,
-                        rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[P ; embeds]`` [B, l + S, d] and its mask ``[1 ; mask]`` [B, l + S], from ``prompt`` P [B, l, d],
-    ``embeds`` [B, S, d] and ``mask`` [B, S].
-
-    ``rows`` (BoolTensor [B]): only these rows get their prompt; the others become ``[embeds ; 0]`` with the
-    l added positions masked, so that their real tokens keep their positions (absolute position embeddings
-    see no shift) and nothing attends to the padding.
-    """
-    length = prompt.shape[1]
-    prompt_mask = torch.ones(mask.shape[0], length, dtype=mask.dtype, device=mask.device)
-    prompted = torch.cat([prompt, embeds], dim=1), torch.cat([prompt_mask, mask], dim=1)
-    if rows is None:
-        return prompted
-    plain = torch.cat([embeds, torch.zeros_like(prompt)], dim=1), torch.cat([mask, torch.zeros_like(prompt_mask)], dim=1)
-    return (torch.where(rows[:, None, None], prompted[0], plain[0]),
-            torch.where(rows[:, None], prompted[1], plain[1]))
 
 
 def _left_padding_first(mask: torch.Tensor, length: int) -> torch.Tensor:
