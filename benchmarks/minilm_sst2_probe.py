@@ -56,8 +56,8 @@ def main() -> None:
     new_params = [p for n, p in model.named_parameters() if n.removeprefix("base.") in new]
     others = [p for n, p in model.named_parameters() if p.requires_grad and n.removeprefix("base.") not in new]
     new_lr = args.new_weights_lr or args.lr
-    optimizer = torch.optim.AdamW([{"params": others, "lr": args.lr, "scale": 1.0},
-                                   {"params": new_params, "lr": new_lr, "scale": new_lr / args.lr}], lr=args.lr)
+    optimizer = torch.optim.AdamW([{"params": others, "lr": args.lr}, {"params": new_params, "lr": new_lr}])
+    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / 10))  # 10 steps
     collate = Seq2SeqCollator(tokenizer.pad_token_id)
 
     def accuracy(n: int = 300) -> float:
@@ -78,12 +78,11 @@ def main() -> None:
           f"{new_lr} ({sum(p.numel() for p in new_params):,} numbers) head {args.head_init}")
     for step in range(args.steps):
         batch = collate([train.feature(i, 0) for i in order[step * 16:(step + 1) * 16]])
-        for group in optimizer.param_groups:
-            group["lr"] = args.lr * group["scale"] * min(1.0, (step + 1) / 10)
         loss = model(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels", "task_ids")}).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        warmup.step()
         losses.append(loss.item())
         if (step + 1) % 20 == 0:
             print(f"step {step + 1} loss {sum(losses[-20:]) / 20:.3f} label-token accuracy {accuracy():.3f} "
