@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("HYPERPROMPT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 TINY = ["--size", "t5-tiny", "--batch-size", "2", "--input-length", "16", "--target-length", "4"]
 SCRIPTS = {
@@ -26,6 +27,8 @@ SCRIPTS = {
     "add_task_curve.py": ["--steps", "2", "--add-steps", "1", "--eval-examples", "4", "--out", "curve"],
     "described_tasks.py": ["--steps", "2", "--add-steps", "1", "--eval-examples", "4", "--examples", "16",
                            "--held-out", "family/third_next2", "--out", "described"],
+    "minilm_add_task.py": ["--data-dir", str(SHARED_DATA), "--steps", "2", "--add-steps", "1", "--eval-examples", "4",
+                           "--examples", "8", "--out", "minilm"],
 }
 
 
@@ -63,6 +66,12 @@ def test_benchmark_script_runs(script, tmp_path):
                                       "named: prompt tuning (16 soft input tokens)"}
         assert report["models"]["described"]["tasks"] == 35 and report["models"]["all-named"]["tasks"] == 43
         assert 0 < row["chance"] < 100
+    if script == "minilm_add_task.py":
+        assert report["held_out"] == "glue/sst2" and set(report["curves"]) == {
+            "task embedding", "task embedding + global prompts",
+            "prefix tuning (every layer's prompts learned directly)", "prompt tuning (16 soft input tokens)"}
+        assert all(set(points) == {"8"} for points in report["curves"].values())
+        assert 0 < report["majority"]["glue/sst2/accuracy"] < 100
     if script == "param_scaling.py":
         growth = report["growth_1_to_1000"]
         assert growth["hyperprompt-sep"] == pytest.approx(1000) and growth["prompt-tuning"] == pytest.approx(1000)
