@@ -226,7 +226,7 @@ def analyze_attention(
                     model(**inputs)
                 else:
                     recorder.decoder_query_mask = labels != LABEL_PAD
-                    model(**inputs, decoder_input_ids=model.base._shift_right(labels))
+                    model(**inputs, labels=labels)  # teacher forcing: the backbone shifts the targets its way
     finally:
         model.train(was_training)
     return recorder.stats()

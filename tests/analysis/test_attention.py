@@ -20,6 +20,7 @@ from hyperprompt.model import (
     PromptTuningModel,
 )
 from hyperprompt.model.presets import t5_config
+from hyperprompt.model.presets_encdec import ENCDEC_TINY_PRESETS
 
 TASKS = ["alpha", "beta", "gamma"]
 ENC_L, DEC_L = 3, 2
@@ -135,6 +136,26 @@ def test_padding_never_counts(method):
     # one value per real query and layer: 8 + 4 encoder, 5 + 2 decoder
     assert [len(e) for e in both.entropies["encoder"]] == [12, 12]
     assert [len(e) for e in both.entropies["decoder"]] == [7, 7]
+
+
+@pytest.mark.parametrize("preset", sorted(ENCDEC_TINY_PRESETS))
+def test_other_encoder_decoders_are_analysed_with_teacher_forcing(preset):
+    """BART, mBART and BERT2BERT (each shifts the targets right in its own way): one value per real query
+    and layer, prompt masses in [0, 1], and a padded example counts as it does alone."""
+    base = ENCDEC_TINY_PRESETS[preset](dropout_rate=0.0)
+    config = HyperPromptConfig(task_names=TASKS, encoder_prompt_length=ENC_L, decoder_prompt_length=DEC_L)
+    model = HyperPromptModel.from_base(base, config)
+    batch = padded_batch((8, 4), (5, 2), (1, 1))
+    alone = {key: value[1:] for key, value in batch.items()}
+    alone["input_ids"], alone["attention_mask"], alone["labels"] = (
+        alone["input_ids"][:, :4], alone["attention_mask"][:, :4], alone["labels"][:, :2])
+    both, separately = analyze_attention(model, [batch]), analyze_attention(model, [{k: v[:1] for k, v in batch.items()}, alone])
+    assert [len(e) for e in both.entropies["decoder"]] == [7, 7]
+    for stack in ("encoder", "decoder"):
+        assert all(0 < mass < 1 for mass in np.ravel(both.prompt_mass[stack]))
+        np.testing.assert_allclose(both.prompt_mass[stack], separately.prompt_mass[stack], atol=1e-6)
+        for a, b in zip(both.entropies[stack], separately.entropies[stack], strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 def test_masses_in_unit_interval_and_entropies_bounded_on_real_text(shared_data):
