@@ -71,11 +71,11 @@ def main() -> None:
     if not (base / "results.json").is_file():
         with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON report
             train(config, base, resume=(base / "checkpoints").is_dir())
+    majority = {f"{task}/{metric}": value[0] for (task, metric), value in majority_row(comparison)["metrics"].items()
+                if task == args.held_out}
     report: dict = {"benchmark": "minilm_add_task", "settings": vars(args), "held_out": args.held_out,
                     "base_average": json.loads((base / "results.json").read_text())["final"]["average"],
-                    "majority": majority_row(comparison)["metrics"], "curves": {}}
-    report["majority"] = {f"{task}/{metric}": value[0] for (task, metric), value in report["majority"].items()
-                          if task == args.held_out}
+                    "majority": majority, "curves": {}}
     if args.reference:
         for line in (Path(args.reference) / "metrics.jsonl").read_text().splitlines():
             record = json.loads(line)
