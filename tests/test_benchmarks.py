@@ -27,6 +27,7 @@ SCRIPTS = {
     "add_task_curve.py": ["--steps", "2", "--add-steps", "1", "--eval-examples", "4", "--out", "curve"],
     "described_tasks.py": ["--steps", "2", "--add-steps", "1", "--eval-examples", "4", "--examples", "16",
                            "--held-out", "family/third_next2", "--out", "described"],
+    "family_routing.py": ["--steps", "2", "--train-size", "8", "--eval-examples", "4", "--tasks", "first", "last"],
     "minilm_add_task.py": ["--data-dir", str(SHARED_DATA), "--steps", "2", "--add-steps", "1", "--eval-examples", "4",
                            "--examples", "8", "--out", "minilm"],
 }
@@ -72,6 +73,10 @@ def test_benchmark_script_runs(script, tmp_path):
             "prefix tuning (every layer's prompts learned directly)", "prompt tuning (16 soft input tokens)"}
         assert all(set(points) == {"8"} for points in report["curves"].values())
         assert 0 < report["majority"]["glue/sst2/accuracy"] < 100
+    if script == "family_routing.py":
+        assert set(report["runs"]) == {"mtl", "hyperprompt-global"}
+        assert all(set(scores) == {"family/first", "family/last"} for scores in report["runs"].values())
+        assert all(0 < level < 100 for level in report["chance"].values())
     if script == "param_scaling.py":
         growth = report["growth_1_to_1000"]
         assert growth["hyperprompt-sep"] == pytest.approx(1000) and growth["prompt-tuning"] == pytest.approx(1000)
