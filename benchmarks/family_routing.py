@@ -13,7 +13,8 @@ and prints the validation accuracy per task, against chance (the most frequent a
     python benchmarks/family_routing.py --out runs/family-routing                     # ~2 min per run
     python benchmarks/family_routing.py --tasks first second third fourth last --steps 10000
 
-Writes OUT/family_routing.json (also printed); finished runs are kept, so a second call resumes.
+Writes OUT/family_routing.json (also printed); finished runs are kept, so a second call resumes (a run is
+kept whatever its settings: give other settings another --out).
 """
 
 from __future__ import annotations
