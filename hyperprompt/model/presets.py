@@ -60,16 +60,19 @@ def t5_config(name: str, vocab_size: int | None = None, **overrides: Any) -> T5C
 
 
 def count_backbone_parameters(config: Any) -> int:
-    """Parameters of a ``T5ForConditionalGeneration`` (or, for a decoder-only config, the family's
-    ``*ForCausalLM``) with ``config`` as transformers builds it, counted on the meta device (no memory, no
+    """Parameters of the backbone transformers builds from ``config`` -- ``T5ForConditionalGeneration`` for a
+    T5 config, the family's ``*ForCausalLM`` for a decoder-only one, ``AutoModelForSeq2SeqLM`` for any other
+    encoder-decoder (BART, mBART, ``EncoderDecoderModel``) -- counted on the meta device (no memory, no
     download); tied weights counted once."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     with torch.device("meta"):
         if config.model_type in TINY_CAUSAL_LM_TYPES:
             model = AutoModelForCausalLM.from_config(config)
-        else:
+        elif config.model_type in ("t5", "mt5"):
             model = T5ForConditionalGeneration(config)
+        else:
+            model = AutoModelForSeq2SeqLM.from_config(config)
     return sum(p.numel() for p in model.parameters())
 
 

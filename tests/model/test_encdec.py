@@ -291,3 +291,12 @@ def test_prefix_tuning_prefixes_reach_cross_attention(family):
         after = model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).logits
     changed = (after - before).abs().amax(dim=(1, 2))
     assert changed[0] > 1e-4 and changed[3] > 1e-4 and changed[1] == 0 and changed[2] == 0  # task 0's rows only
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_backbone_parameters_are_counted_from_the_config_alone(family):
+    """`compare` counts a finished run's backbone from its saved config (meta device, no weights)."""
+    from hyperprompt.model.presets import count_backbone_parameters
+
+    model = make_model(family, "hyperprompt-global")
+    assert count_backbone_parameters(model.base.config) == model.num_backbone_parameters()
