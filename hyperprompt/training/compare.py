@@ -435,22 +435,25 @@ def comparison_markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row["label"]]
+        spread = len(row["seeds"]) > 1  # one seed has no spread: its mean alone, not "± 0.00"
         for key in columns:
-            cells.append(_pm(row["metrics"][key]) if key in row["metrics"] else "")
+            cells.append(_pm(row["metrics"][key], spread) if key in row["metrics"] else "")
         rel = relative[row["method"]]
         timing = "" if row["step_time"] is None else f"{1000 * row['step_time']:.0f} ms" + (
             "" if rel is None else f" ({rel:.2f}x)")
-        cells += [f"**{_pm(row['average'])}**", f"{row['added_parameters']:,} ({row['added_percent']:.2f}%)", timing]
+        cells += [f"**{_pm(row['average'], spread)}**", f"{row['added_parameters']:,} ({row['added_percent']:.2f}%)", timing]
         lines.append("| " + " | ".join(cells) + " |")
     seeds = rows[0]["seeds"] if rows else []
-    note = (f"\nMean ± sample std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); per-task best checkpoint; "
+    note = (f"\n{'Mean ± sample std' if len(seeds) > 1 else 'One run'} over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); per-task best checkpoint; "
             "added params as % of the backbone; step time: median training step (relative to mtl).\n")
     return "\n".join(lines) + "\n" + note
 
 
-def _pm(value: tuple[float, float]) -> str:
+def _pm(value: tuple[float, float], spread: bool = True) -> str:
     mean, std = value
-    return "n/a" if math.isnan(mean) else f"{mean:.2f} ± {std:.2f}"
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.2f} ± {std:.2f}" if spread else f"{mean:.2f}"
 
 
 def write_tables(out_dir: Path, rows: list[dict[str, Any]]) -> None:

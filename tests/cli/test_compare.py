@@ -193,3 +193,15 @@ def test_the_reference_rows_majority_and_single_task(tmp_path, shared_data):
     path.write_text(yaml.safe_dump(bad))
     with pytest.raises(ComparisonError, match=r"single_task: \['superglue/rte'\] are not among the recipe's tasks"):
         load_comparison(path)
+
+
+def test_one_seed_table_shows_no_spread():
+    """One seed has no sample std: the table gives the mean alone, never a misleading "± 0.00"."""
+    from hyperprompt.training.compare import comparison_markdown
+
+    row = {"method": "mtl", "label": "mtl", "seeds": [0], "metrics": {("glue/sst2", "accuracy"): (78.33, 0.0)},
+           "average": (46.01, 0.0), "step_time": 0.5, "added_parameters": 0, "added_percent": 0.0}
+    one = comparison_markdown([row])
+    assert "| mtl | 78.33 | **46.01** |" in one and "±" not in one.splitlines()[2] and "One run over 1 seed" in one
+    two = comparison_markdown([{**row, "seeds": [0, 1], "average": (46.01, 1.5)}])
+    assert "**46.01 ± 1.50**" in two and "Mean ± sample std over 2 seed(s)" in two
