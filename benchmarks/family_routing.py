@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/family-routing")
     parser.add_argument("--tasks", nargs="+", default=POSITIONAL, help="family rules (default: the positional five)")
     parser.add_argument("--methods", nargs="+", default=["mtl", "hyperprompt-global"])
+    parser.add_argument("--model", default="t5-tiny", help="a tiny preset (t5-tiny, t5-mini, ...)")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--train-size", type=int, default=2000, help="training examples per task")
     parser.add_argument("--seed", type=int, default=0)
@@ -54,7 +55,7 @@ def main() -> None:
         run = out / method
         if not (run / "results.json").is_file():
             shutil.rmtree(run, ignore_errors=True)
-            recipe = {**DEMO_RECIPE, "method": method.removesuffix("-no-prefix"), "task_prefix": method == "mtl",
+            recipe = {**DEMO_RECIPE, "model": args.model, "method": method.removesuffix("-no-prefix"), "task_prefix": method == "mtl",
                       "tasks": names,
                       "max_steps": args.steps, "save_every": args.steps, "seed": args.seed,
                       "mixture": {"rate": "equal"},
