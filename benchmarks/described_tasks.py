@@ -35,6 +35,8 @@ import statistics
 import sys
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hyperprompt.data import get_task  # noqa: E402
@@ -64,6 +66,24 @@ def chance(task_name: str) -> float:
     return 100.0 * max(targets.values()) / sum(targets.values())
 
 
+def add_setting_options(parser: argparse.ArgumentParser) -> None:
+    """``--lr`` and ``--set KEY=VALUE`` (method settings of the trained models), shared with family_routing.py."""
+    parser.add_argument("--lr", type=float, help=f"AdamW learning rate (default: the demo's {DEMO_RECIPE['optimizer']['lr']})")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a method setting (YAML value), e.g. --set hypernetwork_init_scale=0.1")
+
+
+def setting_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[dict, dict]:
+    """(method settings, optimizer) from :func:`add_setting_options`' options."""
+    settings = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--set {item!r}: expected KEY=VALUE, e.g. hypernetwork_init_scale=0.1")
+        settings[key] = yaml.safe_load(value)
+    return settings, {**DEMO_RECIPE["optimizer"], **({"lr": args.lr} if args.lr else {})}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/described-tasks")
@@ -74,9 +94,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-examples", type=int, help="validation examples per task (default: all 100)")
     parser.add_argument("--figure", action="store_true", help="also write docs/figures/described_tasks.png")
+    add_setting_options(parser)
     args = parser.parse_args()
+    common, optimizer = setting_options(parser, args)
     out = Path(args.out)
     base = {**DEMO_RECIPE, "method": "hyperprompt-global", "task_prefix": False, "max_steps": args.steps,
+            "optimizer": optimizer,
             "save_every": args.steps, "seed": args.seed, "mixture": {"rate": "equal"},
             "eval": {**DEMO_RECIPE["eval"], "max_examples_per_task": args.eval_examples}}
     report: dict = {"benchmark": "described_tasks", "settings": vars(args), "models": {}, "tasks": {}}
@@ -84,7 +107,8 @@ def main() -> None:
         if not (out / name / "results.json").is_file():
             shutil.rmtree(out / name, ignore_errors=True)
             with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON report
-                train(load_config(base={**base, "tasks": list(tasks), "method_settings": settings}), out / name)
+                train(load_config(base={**base, "tasks": list(tasks), "method_settings": {**common, **settings}}),
+                      out / name)
         final = json.loads((out / name / "results.json").read_text())["final"]
         report["models"][name] = {"tasks": len(tasks), "average": final["average"]}
         if name == "all-named":

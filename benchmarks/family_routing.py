@@ -12,6 +12,7 @@ and prints the validation accuracy per task, against chance (the most frequent a
 
     python benchmarks/family_routing.py --out runs/family-routing                     # ~2 min per run
     python benchmarks/family_routing.py --tasks first second third fourth last --steps 10000
+    python benchmarks/family_routing.py --methods hyperprompt-global --lr 1e-3 --set hypernetwork_init_scale=0.1
 
 Writes OUT/family_routing.json (also printed); finished runs are kept, so a second call resumes (a run is
 kept whatever its settings: give other settings another --out).
@@ -28,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.described_tasks import chance  # noqa: E402
+from benchmarks.described_tasks import add_setting_options, chance, setting_options  # noqa: E402
 from hyperprompt.data.task_family import family_tasks  # noqa: E402
 from hyperprompt.training import load_config, train  # noqa: E402
 from hyperprompt.training.demo import DEMO_RECIPE  # noqa: E402
@@ -46,7 +47,9 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=2000, help="training examples per task")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-examples", type=int, help="validation examples per task (default: all 100)")
+    add_setting_options(parser)  # --lr, --set KEY=VALUE (method settings, not for mtl)
     args = parser.parse_args()
+    settings, optimizer = setting_options(parser, args)
     out = Path(args.out)
     names = [task.name for task in family_tasks(args.tasks, train_size=args.train_size, seed=args.seed)]
     report: dict = {"benchmark": "family_routing", "settings": vars(args),
@@ -59,6 +62,8 @@ def main() -> None:
                       "tasks": names,
                       "max_steps": args.steps, "save_every": args.steps, "seed": args.seed,
                       "mixture": {"rate": "equal"},
+                      "method_settings": {} if method.startswith("mtl") else settings,
+                      "optimizer": optimizer,
                       "eval": {**DEMO_RECIPE["eval"], "max_examples_per_task": args.eval_examples}}
             with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON report
                 train(load_config(base=recipe), run)

@@ -26,8 +26,9 @@ SCRIPTS = {
     "global_stability.py": ["--lr", "1e-3", "--steps", "2", "--eval-examples", "2"],
     "add_task_curve.py": ["--steps", "2", "--add-steps", "1", "--eval-examples", "4", "--out", "curve"],
     "described_tasks.py": ["--steps", "2", "--add-steps", "1", "--eval-examples", "4", "--examples", "16",
-                           "--held-out", "family/third_next2", "--out", "described"],
-    "family_routing.py": ["--steps", "2", "--train-size", "8", "--eval-examples", "4", "--tasks", "first", "last"],
+                           "--held-out", "family/third_next2", "--out", "described", "--set", "prompt_init_std=0.1"],
+    "family_routing.py": ["--steps", "2", "--train-size", "8", "--eval-examples", "4", "--tasks", "first", "last",
+                          "--lr", "1e-2", "--set", "hypernetwork_init_scale=0.1"],
     "minilm_add_task.py": ["--data-dir", str(SHARED_DATA), "--steps", "2", "--add-steps", "1", "--eval-examples", "4",
                            "--examples", "8", "--out", "minilm"],
 }
