@@ -29,7 +29,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.described_tasks import add_setting_options, chance, setting_options  # noqa: E402
+from benchmarks.described_tasks import (  # noqa: E402
+    FAMILY_TARGET_LENGTH,
+    add_setting_options,
+    chance,
+    setting_options,
+)
 from hyperprompt.data.task_family import family_tasks  # noqa: E402
 from hyperprompt.training import load_config, train  # noqa: E402
 from hyperprompt.training.demo import DEMO_RECIPE  # noqa: E402
@@ -64,7 +69,8 @@ def main() -> None:
                       "mixture": {"rate": "equal"},
                       "method_settings": {} if method.startswith("mtl") else settings,
                       "optimizer": optimizer,
-                      "eval": {**DEMO_RECIPE["eval"], "max_examples_per_task": args.eval_examples}}
+                      "eval": {**DEMO_RECIPE["eval"], "max_examples_per_task": args.eval_examples},
+                      "max_target_length": FAMILY_TARGET_LENGTH}
             with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON report
                 train(load_config(base=recipe), run)
         final = json.loads((run / "results.json").read_text())["final"]

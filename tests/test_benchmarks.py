@@ -95,3 +95,20 @@ def test_gpu_checks_script_runs_every_check_in_smoke_mode(tmp_path):
         assert json.loads((tmp_path / f"{name}.json").read_text())["benchmark"] in {name, f"gpu_{name}", "profile_step"}
     correctness = json.loads((tmp_path / "correctness.json").read_text())
     assert correctness["ok"] and correctness["checks"]["generate_cache_equals_no_cache"]["ok"]
+
+
+def test_the_family_benchmarks_keep_every_target_whole():
+    """Every family target, tokenised as the benchmarks do (the demo's ByT5 bytes + EOS), fits the benchmarks'
+    max_target_length: with the demo's 8 the five-letter answers (reverse, sort, ...) were all cut, scored 0."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from benchmarks.described_tasks import FAMILY_TARGET_LENGTH
+    from hyperprompt.data import get_task
+    from hyperprompt.data.task_family import TASK_NAMES
+    from hyperprompt.training import load_config
+    from hyperprompt.training.builder import build_tokenizer
+    from hyperprompt.training.demo import DEMO_RECIPE
+
+    tokenizer = build_tokenizer(load_config(base=DEMO_RECIPE), [])
+    longest = max(len(tokenizer(ex["targets"])["input_ids"]) for name in TASK_NAMES
+                  for split in ("train", "validation") for ex in get_task(name).load(split))
+    assert longest == 10 and longest <= FAMILY_TARGET_LENGTH < 2 * longest
