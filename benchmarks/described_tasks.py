@@ -21,7 +21,8 @@ and chance (the most frequent validation answer).
     python benchmarks/described_tasks.py --out runs/described-tasks --figure     # ~35 min on 2 cores
 
 Writes OUT/described_tasks.json and OUT/described_tasks.png (with --figure also
-docs/figures/described_tasks.png); finished runs are kept, so a second call resumes.
+docs/figures/described_tasks.png); finished runs are kept and an interrupted base run continues from its
+last checkpoint, so a second call resumes.
 """
 
 from __future__ import annotations
@@ -87,6 +88,16 @@ def setting_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     return settings, {**DEMO_RECIPE["optimizer"], **({"lr": args.lr} if args.lr else {})}
 
 
+def train_or_resume(config, run: Path) -> None:
+    """Train ``config`` into ``run``: continue an interrupted run from its newest checkpoint (exactly, or the
+    loop refuses with the reason, e.g. another recipe), start afresh if it never saved one. Progress on stderr."""
+    resume = any((run / "checkpoints").glob("step-*"))
+    if not resume:
+        shutil.rmtree(run, ignore_errors=True)
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON report
+        train(config, run, resume=resume)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/described-tasks")
@@ -109,10 +120,8 @@ def main() -> None:
     report: dict = {"benchmark": "described_tasks", "settings": vars(args), "models": {}, "tasks": {}}
     for name, (tasks, settings) in MODELS.items():
         if not (out / name / "results.json").is_file():
-            shutil.rmtree(out / name, ignore_errors=True)
-            with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON report
-                train(load_config(base={**base, "tasks": list(tasks), "method_settings": {**common, **settings}}),
-                      out / name)
+            train_or_resume(load_config(base={**base, "tasks": list(tasks), "method_settings": {**common, **settings}}),
+                            out / name)
         final = json.loads((out / name / "results.json").read_text())["final"]
         report["models"][name] = {"tasks": len(tasks), "average": final["average"]}
         if name == "all-named":

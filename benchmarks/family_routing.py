@@ -21,9 +21,7 @@ kept whatever its settings: give other settings another --out).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -34,9 +32,10 @@ from benchmarks.described_tasks import (  # noqa: E402
     add_setting_options,
     chance,
     setting_options,
+    train_or_resume,
 )
 from hyperprompt.data.task_family import family_tasks  # noqa: E402
-from hyperprompt.training import load_config, train  # noqa: E402
+from hyperprompt.training import load_config  # noqa: E402
 from hyperprompt.training.demo import DEMO_RECIPE  # noqa: E402
 
 POSITIONAL = ["first", "second", "third", "fourth", "last"]
@@ -62,7 +61,6 @@ def main() -> None:
     for method in args.methods:
         run = out / method
         if not (run / "results.json").is_file():
-            shutil.rmtree(run, ignore_errors=True)
             recipe = {**DEMO_RECIPE, "model": args.model, "method": method.removesuffix("-no-prefix"), "task_prefix": method == "mtl",
                       "tasks": names,
                       "max_steps": args.steps, "save_every": args.steps, "seed": args.seed,
@@ -71,8 +69,7 @@ def main() -> None:
                       "optimizer": optimizer,
                       "eval": {**DEMO_RECIPE["eval"], "max_examples_per_task": args.eval_examples},
                       "max_target_length": FAMILY_TARGET_LENGTH}
-            with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON report
-                train(load_config(base=recipe), run)
+            train_or_resume(load_config(base=recipe), run)
         final = json.loads((run / "results.json").read_text())["final"]
         report["runs"][method] = {name: final["tasks"][name]["score"] for name in names}
     (out / "family_routing.json").write_text(json.dumps(report, indent=2) + "\n")
