@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     results = add_task(args.run, args.task, args.out, train=args.train, steps=args.steps, batch_size=args.batch_size,
                        lr=args.lr, num_examples=args.examples, seed=args.seed, data_dir=args.data_dir,
                        eval_examples=args.eval_examples or None)
+    for warning in results["warnings"]:
+        print(warning)
     print(f"{results['task']} (task id {results['task_id']}) added to {results['method']} by training "
           f"{results['trained_numbers']:,} numbers ({', '.join(results['trained_parameters'])}), "
           f"{results['steps']} steps on {results['num_examples']} examples: score "

@@ -31,6 +31,7 @@ from hyperprompt.model.extend import train_only_new_rows, with_new_tasks
 from hyperprompt.training.builder import build_collator
 from hyperprompt.training.checkpoint import load_run_checkpoint, save_model_dir
 from hyperprompt.training.evaluate import evaluate_tasks
+from hyperprompt.training.loop import cut_target_warnings
 from hyperprompt.training.recipe import resolve
 
 #: what ``--train`` may name, for HyperPrompt-Global (``task-rows`` works for every method)
@@ -161,6 +162,7 @@ def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "e
         "before": before["tasks"][new_task.name], "after": after["tasks"][new_task.name],
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "seconds": time.time() - started, "model_dir": str(out / "final"),
+        "warnings": cut_target_warnings([train_split], [eval_split], config.max_target_length),
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results

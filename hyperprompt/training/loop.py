@@ -264,6 +264,8 @@ def setup(config: TrainConfig, out: Path, resume: bool, resume_from: int | None)
     for task, split, rate in zip(recipe.tasks, train_splits, mixture.rates, strict=True):
         log.say(f"  {task.name:<28} train {len(split):>7,}  rate {rate:.3f}  "
                 f"(inputs cut: {split.num_truncated_inputs}, targets cut: {split.num_truncated_targets})")
+    for warning in cut_target_warnings(train_splits, eval_splits, config.max_target_length):
+        log.say(warning)
     return TrainState(recipe, out, accelerator, tokenizer, batches, eval_splits, model, unwrapped, optimizer,
                       full_weights, log, step, best, last_eval, last_saved)
 
@@ -408,6 +410,22 @@ def finish(s: TrainState) -> dict[str, Any]:
     gc.collect()
     accelerator.wait_for_everyone()
     return results
+
+
+def cut_target_warnings(train_splits: list[EncodedSplit], eval_splits: list[EncodedSplit],
+                        max_target_length: int) -> list[str]:
+    """One warning per task whose targets are cut: the model learns, and generates, at most
+    ``max_target_length - 1`` tokens, so a cut answer can never be matched exactly (silently 0 otherwise)."""
+    warnings = []
+    for train_split, eval_split in zip(train_splits, eval_splits, strict=True):
+        cut = [f"{split.num_truncated_targets:,} of {len(split):,} {split.split} targets"
+               for split in (train_split, eval_split) if split.num_truncated_targets]
+        if cut:
+            warnings.append(
+                f"warning: {train_split.task}: {' and '.join(cut)} are longer than max_target_length="
+                f"{max_target_length} tokens (EOS included) and are cut to their first {max_target_length - 1} tokens; "
+                f"the model cannot generate them whole. Raise max_target_length in the recipe if that is not meant.")
+    return warnings
 
 
 def warn_if_config_changed(path: Path, config: TrainConfig, say: Any) -> None:

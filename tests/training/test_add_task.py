@@ -172,3 +172,14 @@ def test_reparameterised_prefix_tuning_keeps_old_tasks_prefixes_bit_identical():
             before, after = model.prefix_tables(), extended.prefix_tables()
         for kind, table in before.items():
             assert torch.equal(after[kind][:, :old_tasks], table), kind
+
+
+def test_a_new_task_whose_answers_the_model_cannot_hold_is_warned_about(trained, capsys):
+    """family/reverse's answers ('e d c b a') are 9 bytes + EOS; the model was trained with max_target_length 8."""
+    out = trained / "added-long"
+    assert main(["add-task", str(trained / "run"), "--task", "family/reverse", "--out", str(out), "--train", "embedding",
+                 "--steps", "1", "--eval-examples", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert "warning: family/reverse: " in printed and "longer than max_target_length=8" in printed
+    assert json.loads((out / "results.json").read_text())["warnings"] == [
+        line for line in printed.splitlines() if line.startswith("warning:")]

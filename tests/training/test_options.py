@@ -49,3 +49,13 @@ def test_a_local_model_directory_and_tokenizer(tools, tmp_path):
     assert len(losses) == 3
     config = load_config(tmp_path / "second" / "run" / "config.yaml")
     assert config.model == str(saved / "final" / "model" / "backbone")  # absolute paths in the saved recipe
+
+
+def test_a_run_whose_targets_are_cut_says_so_per_task(tools, tmp_path, capsys):
+    """ByT5 bytes: synthetic/reverse's answers ('c b a e') are 7 bytes + EOS; the others' are 1 + EOS."""
+    short_run(tools, tmp_path / "cut", "max_target_length=6")
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: synthetic/reverse: ")
+    assert "targets are longer than max_target_length=6" in warnings[0] and "validation targets" in warnings[0]
+    short_run(tools, tmp_path / "whole", "max_target_length=8")
+    assert "warning:" not in capsys.readouterr().out
