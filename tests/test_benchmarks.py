@@ -78,6 +78,14 @@ def test_benchmark_script_runs(script, tmp_path):
         assert set(report["runs"]) == {"mtl", "hyperprompt-global"}
         assert all(set(scores) == {"family/first", "family/last"} for scores in report["runs"].values())
         assert all(0 < level < 100 for level in report["chance"].values())
+        # a run killed after its last checkpoint continues from it (it used to start again from step 0)
+        run = tmp_path / "runs" / "family-routing" / "hyperprompt-global"
+        (run / "results.json").unlink()
+        again = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / script), *SCRIPTS[script]],
+                               capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert "resumed from runs/family-routing/hyperprompt-global/checkpoints/step-00000002" in again.stderr
+        assert json.loads(again.stdout)["runs"] == report["runs"]
     if script == "param_scaling.py":
         growth = report["growth_1_to_1000"]
         assert growth["hyperprompt-sep"] == pytest.approx(1000) and growth["prompt-tuning"] == pytest.approx(1000)
