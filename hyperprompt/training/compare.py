@@ -112,8 +112,18 @@ class Comparison:
         return dataclasses.replace(config, tasks=[task])
 
     def saved_form(self) -> dict[str, Any]:
-        """What must match between calls that share an output directory (methods and seeds may grow)."""
-        return {"recipe": self.recipe, "method_settings": self.method_settings}
+        """What must match between calls that share an output directory (methods and seeds may grow; the
+        :data:`RUNTIME_KEYS` may differ)."""
+        return {"recipe": _without_runtime_keys(self.recipe), "method_settings": self.method_settings}
+
+
+#: recipe keys that decide how a run executes on this machine, not what it learns: a comparison may continue
+#: with other values (e.g. 1 thread while another job shares the cores, or the data in another folder)
+RUNTIME_KEYS = ("num_threads", "data_dir", "cache_dir", "log_every")
+
+
+def _without_runtime_keys(recipe: Any) -> Any:
+    return {k: v for k, v in recipe.items() if k not in RUNTIME_KEYS} if isinstance(recipe, dict) else recipe
 
 
 def load_comparison(
@@ -270,10 +280,11 @@ def check_recipe(path: Path, comparison: Comparison, flag: str = "--out") -> Non
         path.write_text(yaml.safe_dump(current, sort_keys=False))
         return
     saved = yaml.safe_load(path.read_text()) or {}
-    if saved.get("recipe") != current["recipe"]:
+    saved_recipe = _without_runtime_keys(saved.get("recipe"))  # files written before RUNTIME_KEYS hold them
+    if saved_recipe != current["recipe"]:
         raise ComparisonError(
             f"{path.parent} holds a comparison of another recipe (changed: "
-            f"{', '.join(_changed(saved.get('recipe'), current['recipe'], 'recipe.'))}); choose another {flag}, or delete the "
+            f"{', '.join(_changed(saved_recipe, current['recipe'], 'recipe.'))}); choose another {flag}, or delete the "
             "runs that no longer apply and the saved recipe.yaml"
         )
     old, new = saved.get("method_settings") or {}, current["method_settings"]

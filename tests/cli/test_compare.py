@@ -126,6 +126,12 @@ def test_compare_refuses_another_recipe_in_the_same_out(recipe, tmp_path):
     with pytest.raises(ComparisonError, match="changed: recipe.max_steps"):
         compare_module.check_recipe(out / "recipe.yaml", changed)
     compare_module.check_recipe(out / "recipe.yaml", load_comparison(recipe, methods=["mtl", "adapter"], seeds=3))
+    # how a run executes is not what it learns: another thread count or data folder continues the comparison
+    compare_module.check_recipe(out / "recipe.yaml", load_comparison(
+        recipe, methods=["mtl"], seeds=1, overrides=["num_threads=2", "data_dir=/elsewhere", "log_every=7"]))
+    saved = yaml.safe_load((out / "recipe.yaml").read_text())  # and a file that still holds them is read as before
+    (out / "recipe.yaml").write_text(yaml.safe_dump({**saved, "recipe": {**saved["recipe"], "num_threads": 4}}))
+    compare_module.check_recipe(out / "recipe.yaml", comparison)
 
 
 def test_a_methods_settings_may_change_once_its_runs_are_deleted(recipe, tmp_path):
