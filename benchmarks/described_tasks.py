@@ -62,6 +62,8 @@ CURVES = {
     "named: prefix tuning (every layer's prompts learned directly)": ("named", "prefix"),
     "named: prompt tuning (16 soft input tokens)": ("named", "prompt"),
 }
+#: --curves' short names
+CURVE_KEYS = dict(zip(("described", "k", "k+P", "prefix", "prompt"), CURVES, strict=True))
 
 
 def chance(task_name: str) -> float:
@@ -108,10 +110,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-examples", type=int, help="validation examples per task (default: all 100)")
     parser.add_argument("--figure", action="store_true", help="also write docs/figures/described_tasks.png")
+    parser.add_argument("--curves", nargs="+", choices=list(CURVE_KEYS), default=list(CURVE_KEYS),
+                        help="which few-shot curves to run (default: all)")
+    parser.add_argument("--add-lr", type=float, default=1e-2, help="AdamW learning rate of the added task's rows")
     add_setting_options(parser)
     args = parser.parse_args()
     common, optimizer = setting_options(parser, args)
     out = Path(args.out)
+    curves = {CURVE_KEYS[key]: CURVES[CURVE_KEYS[key]] for key in args.curves}
+    added_dir = out / ("added" if args.add_lr == 1e-2 else f"added-lr{args.add_lr:g}")
     base = {**DEMO_RECIPE, "method": "hyperprompt-global", "task_prefix": False, "max_steps": args.steps,
             "optimizer": optimizer,
             "save_every": args.steps, "seed": args.seed, "mixture": {"rate": "equal"},
@@ -128,19 +135,19 @@ def main() -> None:
             upper = {task: final["tasks"][task]["score"] for task in args.held_out}
 
     def added(model: str, task: str, train_what: str, n: int | None) -> dict:
-        target = out / "added" / task.replace("/", "_") / f"{model}-{train_what}-{n or 'none'}"
+        target = added_dir / task.replace("/", "_") / f"{model}-{train_what}-{n or 'none'}"
         if not (target / "results.json").is_file():
             shutil.rmtree(target, ignore_errors=True)
             with contextlib.redirect_stdout(sys.stderr):
                 add_task(out / model / "final", task, target, train=train_what, steps=args.add_steps,
-                         batch_size=16, lr=1e-2, num_examples=n, seed=args.seed, eval_examples=args.eval_examples)
+                         batch_size=16, lr=args.add_lr, num_examples=n, seed=args.seed, eval_examples=args.eval_examples)
         return json.loads((target / "results.json").read_text())
 
     for task in args.held_out:
         zero_shot = added("described", task, "none", None)
         row = {"chance": chance(task), "upper_bound": upper[task], "zero_shot": zero_shot["after"]["score"],
                "curves": {}}
-        for curve, (model, train_what) in CURVES.items():
+        for curve, (model, train_what) in curves.items():
             for n in args.examples:
                 result = added(model, task, train_what, n)
                 row["curves"].setdefault(curve, {})[str(n)] = result["after"]["score"]
@@ -148,18 +155,17 @@ def main() -> None:
                     row["named_mean_rows"] = result["before"]["score"]
         report["tasks"][task] = row
     rows = report["tasks"].values()
-    report["mean"] = {
-        key: statistics.fmean(r[key] for r in rows) for key in ("chance", "upper_bound", "zero_shot", "named_mean_rows")
-    }
+    report["mean"] = {key: statistics.fmean(r[key] for r in rows)
+                      for key in ("chance", "upper_bound", "zero_shot", "named_mean_rows") if all(key in r for r in rows)}
     report["mean"]["curves"] = {curve: {str(n): statistics.fmean(r["curves"][curve][str(n)] for r in rows)
-                                        for n in args.examples} for curve in CURVES}
-    (out / "described_tasks.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "described_tasks.md").write_text(markdown(report, args.examples))
+                                        for n in args.examples} for curve in curves}
+    name = "described_tasks" + added_dir.name.removeprefix("added")  # another --add-lr: its own report
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{name}.md").write_text(markdown(report, args.examples))
     print(json.dumps(report, indent=2))
-    plot(report, out / "described_tasks.png")
+    plot(report, out / f"{name}.png")
     if args.figure:
-        shutil.copy(out / "described_tasks.png",
-                    Path(__file__).resolve().parents[1] / "docs" / "figures" / "described_tasks.png")
+        shutil.copy(out / f"{name}.png", Path(__file__).resolve().parents[1] / "docs" / "figures" / f"{name}.png")
 
 
 def markdown(report: dict, examples: list[int]) -> str:
@@ -186,17 +192,20 @@ def plot(report: dict, path: Path) -> None:
     for curve, points in mean["curves"].items():
         xs = sorted(points, key=int)
         axes.plot([int(x) for x in xs], [points[x] for x in xs], marker="o", label=curve)
-    for value, label, style in ((mean["upper_bound"], "trained in the mixture (all 43 tasks)", "--"),
-                                (mean["zero_shot"], "zero-shot from the description", "-"),
-                                (mean["named_mean_rows"], "named: mean rows, before training", ":"),
-                                (mean["chance"], "chance (most frequent answer)", "-.")):
-        axes.axhline(value, linestyle=style, color="gray", label=label)
+    for key, label, style in (("upper_bound", "trained in the mixture (all 43 tasks)", "--"),
+                              ("zero_shot", "zero-shot from the description", "-"),
+                              ("named_mean_rows", "named: mean rows, before training", ":"),
+                              ("chance", "chance (most frequent answer)", "-.")):
+        if key in mean:  # named_mean_rows: only with a curve of the named model
+            axes.axhline(mean[key], linestyle=style, color="gray", label=label)
     axes.set_xscale("log", base=2)
     axes.set_xlabel("training examples of the new task")
     axes.set_ylabel(f"accuracy, mean of {len(report['tasks'])} held-out tasks (%)")
     axes.set_ylim(0, 105)
     axes.legend(fontsize=6.5, frameon=False)
-    axes.set_title("New tasks for HyperPrompt-Global: described or named (t5-tiny)", fontsize=9)
+    lr = report["settings"]["add_lr"]
+    axes.set_title(f"New tasks for HyperPrompt-Global: described or named (t5-tiny; new rows at lr {lr:g})",
+                   fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

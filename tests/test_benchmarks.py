@@ -68,6 +68,17 @@ def test_benchmark_script_runs(script, tmp_path):
                                       "named: prompt tuning (16 soft input tokens)"}
         assert report["models"]["described"]["tasks"] == 35 and report["models"]["all-named"]["tasks"] == 43
         assert 0 < row["chance"] < 100
+        # one curve again at another learning rate of the new rows: the base models are reused, not retrained
+        again = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / script), *SCRIPTS[script],
+                                "--curves", "described", "--add-lr", "1e-3"],
+                               capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert "run: described/described  |" in result.stderr and "run: described/" not in again.stderr
+        variant = json.loads((tmp_path / "described" / "described_tasks-lr0.001.json").read_text())
+        assert list(variant["tasks"]["family/third_next2"]["curves"]) == ["described + fine-tuned description embedding"]
+        assert json.loads((tmp_path / "described" / "added-lr0.001" / "family_third_next2" / "described-embedding-16" /
+                           "results.json").read_text())["lr"] == 1e-3
+        assert json.loads((tmp_path / "described" / "described_tasks.json").read_text()) == report  # kept
     if script == "minilm_add_task.py":
         assert report["held_out"] == "glue/sst2" and set(report["curves"]) == {
             "task embedding", "task embedding + global prompts",
