@@ -23,7 +23,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=positive_int, help="number of seeds (default: the recipe's compare.seeds, else 1)")
     parser.add_argument("--out", help="output directory (default: runs/compare-<config name>)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a training key for every run, e.g. --set max_steps=100 (repeatable)")
+                        help="override a training key for every run, e.g. --set max_steps=100; method_settings.KEY=VALUE "
+                             "sets a method setting of every compared method, over compare.method_settings "
+                             "(repeatable)")
     parser.add_argument("--data-dir", help="folder of the official GLUE/SuperGLUE files (same as --set data_dir=...)")
     parser.add_argument("--archive", metavar="DIR",
                         help="also keep every finished run's results, logs and configs (a few kB, no weights) in DIR, "

@@ -69,6 +69,11 @@ class AdapterConfig(MethodConfig, BottleneckMixin):
         super().__post_init__()
         check_adapter_fields(self)
 
+    @property
+    def label(self) -> str:
+        """The method, and "no output layer norm" when its adapters have none (Houlsby's near-identity adapter)."""
+        return self.method if self.layer_norm else f"{self.method} (no output layer norm)"
+
 
 def check_adapter_fields(config: Any) -> None:
     """Validate the fields adapter methods share (``bottleneck_dim``, ``activation``)."""

@@ -80,6 +80,11 @@ class HyperFormerConfig(MethodConfig, BottleneckMixin):
     saved_defaults: ClassVar[dict[str, Any]] = {"task_projector": True, "train_layer_norms": False}
 
     @property
+    def label(self) -> str:
+        """The method, and "no conditional layer norm" when its adapters have none (not the authors' default)."""
+        return self.method if self.conditional_layer_norm else f"{self.method} (no conditional layer norm)"
+
+    @property
     def task_key_dim(self) -> int:
         """The size of k_tau and of the layer / position embeddings beside it in the mixer's input."""
         return self.projected_task_embedding_dim if self.task_projector else self.task_embedding_dim

@@ -133,7 +133,9 @@ def load_comparison(
     overrides: list[str] | None = None,
 ) -> Comparison:
     """Read a comparison recipe; ``methods`` / ``seeds`` (the number of seeds) override its ``compare``
-    section, ``overrides`` (``KEY=VALUE``) its training keys. Every run's config is checked here."""
+    section, ``overrides`` (``KEY=VALUE``) its training keys; ``method_settings.K=V`` sets K for every compared
+    method, over its ``compare.method_settings`` too (a method that lacks K is an error naming it). Every run's
+    config is checked here."""
     path = Path(path)
     if not path.is_file():
         raise ComparisonError(f"config file not found: {path}")
@@ -159,6 +161,12 @@ def load_comparison(
     if count < 1:
         raise ComparisonError(f"seeds must be at least 1, got {count}")
     method_settings = {str(k): dict(v or {}) for k, v in (section.get("method_settings") or {}).items()}
+    for item in overrides or []:  # `--set method_settings.K=V` wins over compare.method_settings, for every method
+        key, _, value = item.partition("=")
+        if key.strip().startswith("method_settings."):
+            for method in methods:
+                if method in method_settings:
+                    apply_override(method_settings[method], f"{key.strip().removeprefix('method_settings.')}={value}")
     first_seed = int(data.get("seed", 0))
     majority = section.get("majority", False)
     if not isinstance(majority, bool):

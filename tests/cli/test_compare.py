@@ -176,6 +176,21 @@ def test_compare_settings_and_errors(recipe, capsys):
     assert "prompt_len" in capsys.readouterr().err
 
 
+def test_a_method_setting_from_the_command_line_wins_over_the_recipes(recipe):
+    """``--set method_settings.K=V`` reaches every compared method, also one with compare.method_settings (it was
+    silently dropped there); it is part of the comparison's identity, and a method that lacks K is named."""
+    plain = load_comparison(recipe, methods=["prompt-tuning"])
+    changed = load_comparison(recipe, methods=["prompt-tuning"], overrides=["method_settings.prompt_length=5"])
+    assert plain.run_config("prompt-tuning", 0).method_config(["a"]).prompt_length == 2
+    assert changed.run_config("prompt-tuning", 0).method_config(["a"]).prompt_length == 5
+    assert changed.saved_form() != plain.saved_form()
+    global_run = load_comparison(recipe, methods=["hyperprompt-global"],
+                                 overrides=["method_settings.encoder_prompt_length=3"]).run_config("hyperprompt-global", 0)
+    assert global_run.method_config(["a"]).encoder_prompt_length == 3  # no compare.method_settings entry: the recipe's
+    with pytest.raises(ComparisonError, match="method 'mtl'.*prompt_length"):
+        load_comparison(recipe, methods=["mtl", "prompt-tuning"], overrides=["method_settings.prompt_length=5"])
+
+
 def test_rows_are_labelled_with_the_settings_they_used(tmp_path):
     """A Global run with paper_exact is labelled so in both tables; the default Global would not be."""
     data = {k: v for k, v in RECIPE.items() if k != "compare"}

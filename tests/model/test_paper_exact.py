@@ -94,6 +94,12 @@ def test_paper_exact_settings_labels_and_saved_config():
                              scale_generators=False).label == "hyperprompt-global (paper-exact)"
     assert HyperPromptConfig(task_names=TASKS, variant="share").label == "hyperprompt-share"
     assert MethodConfig(task_names=TASKS).label == "mtl"
+    adapter, hyperformer = (MethodConfig.registry[m] for m in ("adapter", "hyperformer++"))
+    assert adapter(task_names=TASKS).label == "adapter"  # the authors' defaults carry no mark
+    assert adapter(task_names=TASKS, layer_norm=False).label == "adapter (no output layer norm)"
+    assert hyperformer(task_names=TASKS).label == "hyperformer++"
+    assert (hyperformer(task_names=TASKS, conditional_layer_norm=False).label
+            == "hyperformer++ (no conditional layer norm)")
     assert MethodConfig.from_dict(exact.to_dict()) == exact  # the resolved flags are what is saved
     with pytest.raises(ValueError, match="scale_generators=true contradicts paper_exact=true"):
         HyperPromptConfig(task_names=TASKS, paper_exact=True, scale_generators=True)
