@@ -57,9 +57,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-examples", type=int, help="validation examples per task (default: all)")
     parser.add_argument("--reference", help="a run that trained the held-out task in the mixture")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a key of the base run's recipe, e.g. --set num_threads=1 (repeatable)")
     args = parser.parse_args()
     out = Path(args.out)
-    overrides = [f"data_dir={args.data_dir}"] if args.data_dir else []
+    overrides = [*args.set, *([f"data_dir={args.data_dir}"] if args.data_dir else [])]
     comparison = load_comparison(args.recipe, methods=["hyperprompt-global"], overrides=overrides)
     config = comparison.run_config("hyperprompt-global", args.seed)
     if args.held_out not in config.tasks:

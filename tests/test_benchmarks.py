@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("HYPERPROMPT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -30,7 +31,7 @@ SCRIPTS = {
     "family_routing.py": ["--steps", "2", "--train-size", "8", "--eval-examples", "4", "--tasks", "first", "last",
                           "--lr", "1e-2", "--set", "hypernetwork_init_scale=0.1"],
     "minilm_add_task.py": ["--data-dir", str(SHARED_DATA), "--steps", "2", "--add-steps", "1", "--eval-examples", "4",
-                           "--examples", "8", "--out", "minilm"],
+                           "--examples", "8", "--out", "minilm", "--set", "num_threads=1"],
 }
 
 
@@ -85,6 +86,7 @@ def test_benchmark_script_runs(script, tmp_path):
             "prefix tuning (every layer's prompts learned directly)", "prompt tuning (16 soft input tokens)"}
         assert all(set(points) == {"8"} for points in report["curves"].values())
         assert 0 < report["majority"]["glue/sst2/accuracy"] < 100
+        assert yaml.safe_load((tmp_path / "minilm" / "base" / "config.yaml").read_text())["num_threads"] == 1  # --set
     if script == "family_routing.py":
         assert set(report["runs"]) == {"mtl", "hyperprompt-global"}
         assert all(set(scores) == {"family/first", "family/last"} for scores in report["runs"].values())
