@@ -21,8 +21,8 @@ and chance (the most frequent validation answer).
     python benchmarks/described_tasks.py --out runs/described-tasks --figure     # ~35 min on 2 cores
 
 Writes OUT/described_tasks.json and OUT/described_tasks.png (with --figure also
-docs/figures/described_tasks.png); finished runs are kept and an interrupted base run continues from its
-last checkpoint, so a second call resumes.
+docs/figures/described_tasks.png; with --add-lr or --lr, names that say so); finished runs are kept and an
+interrupted base run continues from its last checkpoint, so a second call resumes.
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ def main() -> None:
     parser.add_argument("--held-out", nargs="+", default=list(HELD_OUT), help="held-out tasks to add")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-examples", type=int, help="validation examples per task (default: all 100)")
-    parser.add_argument("--figure", action="store_true", help="also write docs/figures/described_tasks.png")
+    parser.add_argument("--figure", action="store_true",
+                        help="also write docs/figures/described_tasks[-lr<add-lr>][-base-lr<lr>].png")
     parser.add_argument("--curves", nargs="+", choices=list(CURVE_KEYS), default=list(CURVE_KEYS),
                         help="which few-shot curves to run (default: all)")
     parser.add_argument("--add-lr", type=float, default=1e-2, help="AdamW learning rate of the added task's rows")
@@ -164,8 +165,9 @@ def main() -> None:
     (out / f"{name}.md").write_text(markdown(report, args.examples))
     print(json.dumps(report, indent=2))
     plot(report, out / f"{name}.png")
-    if args.figure:
-        shutil.copy(out / f"{name}.png", Path(__file__).resolve().parents[1] / "docs" / "figures" / f"{name}.png")
+    if args.figure:  # named by both learning rates when not the defaults: each figure of docs/results.md stays its own
+        figure = name + ("" if args.lr is None else f"-base-lr{args.lr:g}")
+        shutil.copy(out / f"{name}.png", Path(__file__).resolve().parents[1] / "docs" / "figures" / f"{figure}.png")
 
 
 def markdown(report: dict, examples: list[int]) -> str:
