@@ -111,7 +111,11 @@ def one_thread():
 def test_model_saved_before_the_registry_loads_with_identical_logits(method, tmp_path, one_thread):
     """``fixtures/saved_before_registry`` was written by commit 3e51ebf (before one registration per method):
     each method on a seeded t5-tiny (vocab 64), its added weights perturbed, saved without the backbone;
-    ``logits.safetensors`` holds that code's logits for :func:`fixture_inputs`."""
+    ``logits.safetensors`` holds that code's logits for :func:`fixture_inputs`. They were bit-identical with
+    transformers 5.17-5.24; 5.25 sums T5's floats in another order (at most 1.5e-6 apart here, logits of size ~5),
+    so the check is to 1e-5. Measured: leaving any one added tensor at a fresh init instead moves them by 3e-4 or more,
+    except HyperFormer++'s task embedding (9.5e-7: at the authors' 1e-2 generator init it barely reaches the
+    logits); that one the in-process save / reload tests cover bit for bit."""
     saved = json.loads((FIXTURES / method / "method_config.json").read_text())
     assert saved["method"] == method and saved["format_version"] == 1
     shutil.copytree(FIXTURES / method, tmp_path / method)
@@ -119,7 +123,7 @@ def test_model_saved_before_the_registry_loads_with_identical_logits(method, tmp
     assert type(model) is MultiTaskT5.registry[method] and model.config.method == method
     with torch.no_grad():
         logits = model(**fixture_inputs()).logits
-    assert torch.equal(logits, load_file(str(FIXTURES / "logits.safetensors"))[method])
+    torch.testing.assert_close(logits, load_file(str(FIXTURES / "logits.safetensors"))[method], rtol=0, atol=1e-5)
     model.save_pretrained(tmp_path / "again", save_backbone=False)  # and the format written now is the same,
     again = json.loads((tmp_path / "again" / "method_config.json").read_text())  # plus fields added since
     added = type(model.config).saved_defaults
