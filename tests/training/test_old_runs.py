@@ -12,6 +12,9 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+import torch
+
 FIXTURE = Path(__file__).parent / "fixtures" / "run_before_restructure"
 
 
@@ -31,9 +34,16 @@ def test_an_old_run_evaluates_to_its_recorded_metrics_and_resumes_exactly(tmp_pa
     fresh = tmp_path / "fresh"
     result = tools.run_cli("train", FIXTURE / "recipe.yaml", "--out", fresh, "--max-steps", "24")
     assert result.returncode == 0, result.stderr
-    # the new code continues the old run exactly where the new code alone would be
+    # the new code continues the old run where the new code alone would be: bit for bit with the transformers
+    # that wrote the fixture (5.17-5.24); 5.25 sums T5's floats in another order, so steps 1-20 of the fresh run
+    # differ from the recorded ones in the last bits (5.3064313 vs 5.3064318 at step 3): losses are checked to 1e-5,
+    # weights to 5e-5 (measured: at most 1.15e-5 apart); each Adam step moves a weight by up to lr = 3e-3, the scale
+    # at which a resume that lost the optimizer state, the RNG or the data position would differ
     old_losses = [(r["step"], r["loss"]) for r in tools.jsonl(old / "train_log.jsonl")]
     new_losses = [(r["step"], r["loss"]) for r in tools.jsonl(fresh / "train_log.jsonl")]
-    assert old_losses == new_losses
+    assert [step for step, _ in old_losses] == [step for step, _ in new_losses]
+    assert [loss for _, loss in old_losses] == pytest.approx([loss for _, loss in new_losses], rel=1e-5, abs=1e-6)
     ours, theirs = tools.model_weights(old / "final"), tools.model_weights(fresh / "final")
-    assert ours.keys() == theirs.keys() and all(ours[k].equal(theirs[k]) for k in ours)
+    assert ours.keys() == theirs.keys()
+    for k in ours:
+        torch.testing.assert_close(ours[k], theirs[k], rtol=1e-5, atol=5e-5, msg=k)
