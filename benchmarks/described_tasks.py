@@ -54,16 +54,18 @@ MODELS = {
     "named": (TRAINING, {}),
     "all-named": (TASK_NAMES, {}),
 }
-#: curve name -> (base model, add_task's train=)
+#: curve name -> (base model, add_task's train=, add_task's start=)
 CURVES = {
-    "described + fine-tuned description embedding": ("described", "embedding"),
-    "named: task embedding": ("named", "embedding"),
-    "named: task embedding + global prompts": ("named", "embedding+prompts"),
-    "named: prefix tuning (every layer's prompts learned directly)": ("named", "prefix"),
-    "named: prompt tuning (16 soft input tokens)": ("named", "prompt"),
+    "described + fine-tuned description embedding": ("described", "embedding", None),
+    "described, from the mean description: fine-tuned description embedding": ("described", "embedding", "mean"),
+    "named: task embedding": ("named", "embedding", None),
+    "named: task embedding + global prompts": ("named", "embedding+prompts", None),
+    "named: prefix tuning (every layer's prompts learned directly)": ("named", "prefix", None),
+    "named: prompt tuning (16 soft input tokens)": ("named", "prompt", None),
 }
-#: --curves' short names
-CURVE_KEYS = dict(zip(("described", "k", "k+P", "prefix", "prompt"), CURVES, strict=True))
+#: --curves' short names (described-mean: the described model's new embedding started from the mean of the
+#: training tasks' description embeddings instead of its own -- is it the start or the 384 trained numbers?)
+CURVE_KEYS = dict(zip(("described", "described-mean", "k", "k+P", "prefix", "prompt"), CURVES, strict=True))
 
 
 def chance(task_name: str) -> float:
@@ -135,29 +137,32 @@ def main() -> None:
         if name == "all-named":
             upper = {task: final["tasks"][task]["score"] for task in args.held_out}
 
-    def added(model: str, task: str, train_what: str, n: int | None) -> dict:
-        target = added_dir / task.replace("/", "_") / f"{model}-{train_what}-{n or 'none'}"
+    def added(model: str, task: str, train_what: str, n: int | None, start: str | None = None) -> dict:
+        target = added_dir / task.replace("/", "_") / f"{model}-{train_what}-{n or 'none'}{'-' + start if start else ''}"
         if not (target / "results.json").is_file():
             shutil.rmtree(target, ignore_errors=True)
             with contextlib.redirect_stdout(sys.stderr):
                 add_task(out / model / "final", task, target, train=train_what, steps=args.add_steps,
-                         batch_size=16, lr=args.add_lr, num_examples=n, seed=args.seed, eval_examples=args.eval_examples)
+                         batch_size=16, lr=args.add_lr, num_examples=n, seed=args.seed, eval_examples=args.eval_examples,
+                         start=start)
         return json.loads((target / "results.json").read_text())
 
     for task in args.held_out:
         zero_shot = added("described", task, "none", None)
         row = {"chance": chance(task), "upper_bound": upper[task], "zero_shot": zero_shot["after"]["score"],
                "curves": {}}
-        for curve, (model, train_what) in curves.items():
+        for curve, (model, train_what, start) in curves.items():
             for n in args.examples:
-                result = added(model, task, train_what, n)
+                result = added(model, task, train_what, n, start)
                 row["curves"].setdefault(curve, {})[str(n)] = result["after"]["score"]
                 if model == "named":
                     row["named_mean_rows"] = result["before"]["score"]
+                elif start == "mean":
+                    row["described_mean_rows"] = result["before"]["score"]
         report["tasks"][task] = row
     rows = report["tasks"].values()
     report["mean"] = {key: statistics.fmean(r[key] for r in rows)
-                      for key in ("chance", "upper_bound", "zero_shot", "named_mean_rows") if all(key in r for r in rows)}
+                      for key in ("chance", "upper_bound", "zero_shot", "named_mean_rows", "described_mean_rows") if all(key in r for r in rows)}
     report["mean"]["curves"] = {curve: {str(n): statistics.fmean(r["curves"][curve][str(n)] for r in rows)
                                         for n in args.examples} for curve in curves}
     name = "described_tasks" + added_dir.name.removeprefix("added")  # another --add-lr: its own report
@@ -197,8 +202,9 @@ def plot(report: dict, path: Path) -> None:
     for key, label, style in (("upper_bound", "trained in the mixture (all 43 tasks)", "--"),
                               ("zero_shot", "zero-shot from the description", "-"),
                               ("named_mean_rows", "named: mean rows, before training", ":"),
+                              ("described_mean_rows", "described: mean description, before training", (0, (1, 4))),
                               ("chance", "chance (most frequent answer)", "-.")):
-        if key in mean:  # named_mean_rows: only with a curve of the named model
+        if key in mean:  # *_mean_rows: only with a curve that starts there
             axes.axhline(mean[key], linestyle=style, color="gray", label=label)
     axes.set_xscale("log", base=2)
     axes.set_xlabel("training examples of the new task")

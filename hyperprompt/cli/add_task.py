@@ -9,7 +9,7 @@ from hyperprompt.cli.common import add_logging_flag, non_negative_int, positive_
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from hyperprompt.training.add_task import TRAIN_CHOICES
+    from hyperprompt.training.add_task import START_CHOICES, TRAIN_CHOICES
 
     parser = subparsers.add_parser(
         "add-task",
@@ -28,6 +28,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "directly, the prefix-tuning baseline; prompt: soft input tokens for it, the prompt-tuning "
                         "baseline; task-rows for methods other than HyperPrompt; none: a "
                         "description-conditioned Global's zero-shot prompts, from the task's description alone)")
+    parser.add_argument("--start", choices=START_CHOICES,
+                        help="where the new rows start: description (a description-conditioned model's default: the "
+                        "task's own description) or mean (the mean of the old tasks' rows; a named model's only start)")
     parser.add_argument("--steps", type=positive_int, default=300)
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--lr", type=float, default=1e-2)
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     results = add_task(args.run, args.task, args.out, train=args.train, steps=args.steps, batch_size=args.batch_size,
                        lr=args.lr, num_examples=args.examples, seed=args.seed, data_dir=args.data_dir,
-                       eval_examples=args.eval_examples or None)
+                       eval_examples=args.eval_examples or None, start=args.start)
     for warning in results["warnings"]:
         print(warning)
     print(f"{results['task']} (task id {results['task_id']}) added to {results['method']} by training "

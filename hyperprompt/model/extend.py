@@ -24,13 +24,15 @@ from hyperprompt.model.base import MultiTaskT5
 
 def with_new_tasks(model: MultiTaskT5, new_task_names: Sequence[str],
                    descriptions: Sequence[str | None] | None = None, direct_prompts: bool = False,
-                   input_prompts: bool = False) -> MultiTaskT5:
+                   input_prompts: bool = False, mean_rows: Sequence[str] = ()) -> MultiTaskT5:
     """``model`` with ``new_task_names`` appended to its tasks (task ids ``T, T+1, ...``); the backbone is
     shared with ``model`` (not copied). ``descriptions``: the new tasks' descriptions (a
     description-conditioned HyperPrompt-Global needs them). ``direct_prompts``: the new tasks' prompts are
     stored tables, learned directly (HyperPrompt; :attr:`HyperPromptConfig.direct_prompt_tasks`).
-    ``input_prompts``: the new tasks also get soft input tokens (:attr:`HyperPromptConfig.input_prompt_tasks`). Raises
-    ValueError for a name the model already has, or a missing description."""
+    ``input_prompts``: the new tasks also get soft input tokens (:attr:`HyperPromptConfig.input_prompt_tasks`).
+    ``mean_rows``: per-task parameters whose new rows start as the mean of the old rows whatever the method's own
+    start (``hyperprompt.description_embedding``: a described task from the average description, not its own).
+    Raises ValueError for a name the model already has, a missing description, or an unknown ``mean_rows`` name."""
     old = model.config.task_names
     names = list(new_task_names)
     clash = sorted(set(old) & set(names))
@@ -41,9 +43,15 @@ def with_new_tasks(model: MultiTaskT5, new_task_names: Sequence[str],
     extended = type(model)(model.base, config)
     weights = {}
     per_task = set(model.per_task_parameters())
+    unknown = sorted(set(mean_rows) - per_task)
+    if unknown:
+        raise ValueError(f"mean_rows {unknown} are not per-task parameters of {type(model).__name__}; it has "
+                         f"{sorted(per_task)}")
     for name, tensor in model.added_state_dict().items():
         if name in per_task:
-            tensor = torch.cat([tensor, extended.new_task_rows(name, tensor, names)], dim=0)
+            start = MultiTaskT5.new_task_rows(extended, name, tensor, names) if name in mean_rows else \
+                extended.new_task_rows(name, tensor, names)
+            tensor = torch.cat([tensor, start], dim=0)
         weights[name] = tensor
     extended.load_state_dict(weights, strict=False)
     extended.train(model.training)

@@ -45,11 +45,16 @@ GLOBAL_TRAINED = {"embedding": ("hyperprompt.task_embedding", "hyperprompt.descr
 TRAIN_CHOICES = (*GLOBAL_TRAINED, "prefix", "prompt", "task-rows", "none")
 PREFIX_TRAINED = ("hyperprompt.direct_prompts.encoder", "hyperprompt.direct_prompts.decoder")
 PROMPT_TRAINED = ("input_prompts",)
+#: where a described task's rows start: its own description's embedding (zero-shot), or the mean of the old
+#: tasks' description embeddings (the "average task", as a named task starts: separates the start from the
+#: parametrisation when its embedding is fine-tuned)
+START_CHOICES = ("description", "mean")
 
 
 def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "embedding", steps: int = 300,
              batch_size: int = 32, lr: float = 1e-2, num_examples: int | None = None, seed: int = 0,
-             data_dir: str | Path | None = None, eval_examples: int | None = None) -> dict[str, Any]:
+             data_dir: str | Path | None = None, eval_examples: int | None = None,
+             start: str | None = None) -> dict[str, Any]:
     """Add ``task`` (a task spec file, or a registered task name) to the model saved in ``run``.
 
     Args:
@@ -65,6 +70,9 @@ def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "e
         steps, batch_size, lr: AdamW (no weight decay) on the new rows only.
         num_examples: train on the first N training examples of the task only (few-shot); None: all.
         eval_examples: evaluate on the first N validation examples (None: all).
+        start: a description-conditioned model's new description embedding starts as the task's own
+            description's (``description``, the default) or as the mean of the old tasks' (``mean``); a model
+            with named tasks always starts the new rows from the mean (``mean``, the only choice there).
 
     Returns:
         the content of ``results.json``: the new task's scores before (the mean-initialised rows) and
@@ -72,6 +80,8 @@ def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "e
     """
     if train not in TRAIN_CHOICES:
         raise InputError(f"--train {train!r}: choose one of {', '.join(TRAIN_CHOICES)}")
+    if start is not None and start not in START_CHOICES:
+        raise InputError(f"--start {start!r}: choose one of {', '.join(START_CHOICES)}")
     out = Path(out_dir)
     if (out / "final").exists():
         raise InputError(f"{out / 'final'} exists already: choose another --out")
@@ -93,6 +103,14 @@ def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "e
         raise InputError(f"--train {train} needs a HyperPrompt-Global model (task embeddings); this is "
                          f"{model.config.method}: use --train task-rows")
     describes = bool(getattr(model.config, "describes_tasks", False))
+    start = start or ("description" if describes else "mean")
+    if start == "description" and not describes:
+        raise InputError(f"--start description: {loaded.path} names its tasks (a learned embedding per task), so a "
+                         "new task starts from the mean of the old rows; --start description needs a "
+                         "description-conditioned model (task_conditioning: description)")
+    if train == "none" and describes and start == "mean":
+        raise InputError("--train none --start mean would score the average of the old tasks, not the new one: "
+                         "train its rows (--train embedding) or start from its description")
     if describes and not new_task.description:
         raise InputError(f"{loaded.path} makes each task's prompts from its description, and {new_task.name} has "
                          "none: add 'description:' to its task spec")
@@ -112,7 +130,8 @@ def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "e
     first_new = model.config.num_tasks
     try:
         model = with_new_tasks(model, [new_task.name], [new_task.description], direct_prompts=train == "prefix",
-                               input_prompts=train == "prompt")
+                               input_prompts=train == "prompt",
+                               mean_rows=("hyperprompt.description_embedding",) if describes and start == "mean" else ())
     except ValueError as error:
         raise InputError(str(error)) from None
     if train == "prefix":
@@ -156,7 +175,7 @@ def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "e
     save_model_dir(out / "final", model, tokenizer, recipe.config, task_specs=recipe.user_task_specs())
     results = {
         "run": str(loaded.path), "task": new_task.name, "task_id": first_new, "method": model.config.method,
-        "train": train, "trained_parameters": list(names),
+        "train": train, "start": start, "trained_parameters": list(names),
         "trained_numbers": sum(p[first_new:].numel() for p in parameters),
         "steps": steps if optimizer is not None else 0, "batch_size": batch_size, "lr": lr, "num_examples": size, "seed": seed,
         "before": before["tasks"][new_task.name], "after": after["tasks"][new_task.name],

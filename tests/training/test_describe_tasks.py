@@ -98,11 +98,12 @@ def test_a_described_model_saves_without_the_encoder_and_reloads_exactly(trained
         assert scores["tasks"][name]["metrics"] == results["final"]["tasks"][name]["metrics"]
 
 
-@pytest.mark.parametrize("train", ["none", "embedding"])
-def test_an_unseen_task_gets_prompts_from_its_description(trained, train, capsys, tools):
-    out = trained / f"unseen-{train}"
+@pytest.mark.parametrize(("train", "start"), [("none", None), ("embedding", None), ("embedding", "mean")])
+def test_an_unseen_task_gets_prompts_from_its_description(trained, train, start, capsys, tools):
+    out = trained / f"unseen-{train}-{start}"
     assert main(["add-task", str(trained / "run"), "--task", UNSEEN, "--out", str(out), "--train", train,
-                 "--steps", "10", "--batch-size", "8", "--eval-examples", "16"]) == 0
+                 "--steps", "10", "--batch-size", "8", "--eval-examples", "16",
+                 *(["--start", start] if start else [])]) == 0
     assert f"{UNSEEN} (task id 3) added" in capsys.readouterr().out
     old = load_run_checkpoint(trained / "run" / "final").model
     new = load_run_checkpoint(out / "final").model
@@ -114,14 +115,21 @@ def test_an_unseen_task_gets_prompts_from_its_description(trained, train, capsys
     rows = new_weights["hyperprompt.description_embedding"]
     assert torch.equal(rows[:3], old_weights["hyperprompt.description_embedding"])
     described = encode_descriptions([get_task(UNSEEN).description])[0]
+    mean = old_weights["hyperprompt.description_embedding"].mean(0)
     if train == "none":  # zero-shot: the encoded description, nothing trained
         assert torch.allclose(rows[3], described, atol=1e-6)
-    else:  # fine-tuned from there
+    else:  # fine-tuned from there (or from the mean of the old tasks' descriptions)
         assert not torch.allclose(rows[3], described, atol=1e-4)
+        assert not torch.allclose(rows[3], mean, atol=1e-4)
+    if start == "mean":  # it started at the mean: a few steps of lr 1e-2 leave it nearer there than the description
+        assert (rows[3] - mean).norm() < (rows[3] - described).norm()
+    else:
+        assert (rows[3] - described).norm() < (rows[3] - mean).norm()
     for name, tensor in new_weights.items():
         if name != "hyperprompt.description_embedding":
             assert torch.equal(tensor, old_weights[name]), name
     results = json.loads((out / "results.json").read_text())
+    assert results["start"] == (start or "description")
     assert results["steps"] == (0 if train == "none" else 10)
     assert results["trained_numbers"] == (0 if train == "none" else 384)
     if train == "none":
@@ -184,3 +192,24 @@ def test_bad_description_requests_are_refused(trained, tmp_path, capsys):
     assert main(["add-task", str(tmp_path / "plain"), "--task", UNSEEN, "--out", str(tmp_path / "z"),
                  "--train", "none"]) == 1
     assert "meant for a description-conditioned model" in capsys.readouterr().err
+    assert main(["add-task", str(tmp_path / "plain"), "--task", UNSEEN, "--out", str(tmp_path / "z"),
+                 "--start", "description"]) == 1
+    assert "--start description needs a description-conditioned model" in capsys.readouterr().err
+    assert main(["add-task", str(trained / "run"), "--task", UNSEEN, "--out", str(tmp_path / "z"),
+                 "--train", "none", "--start", "mean"]) == 1
+    assert "would score the average of the old tasks" in capsys.readouterr().err
+    assert not (tmp_path / "z").exists()
+
+
+def test_new_rows_can_start_at_the_mean_of_the_old_ones(trained):
+    from hyperprompt.model.extend import with_new_tasks
+
+    model = load_run_checkpoint(trained / "run" / "final").model
+    old = model.hyperprompt.description_embedding.detach().clone()
+    name = "hyperprompt.description_embedding"
+    own = with_new_tasks(model, [UNSEEN], [get_task(UNSEEN).description]).hyperprompt.description_embedding
+    mean = with_new_tasks(model, [UNSEEN], [get_task(UNSEEN).description], mean_rows=(name,)).hyperprompt.description_embedding
+    assert torch.equal(mean[:3], old) and torch.equal(mean[3], old.mean(0))
+    assert torch.equal(own[:3], old) and not torch.allclose(own[3], old.mean(0), atol=1e-3)
+    with pytest.raises(ValueError, match=r"mean_rows \['hyperprompt.task_embedding'\] are not per-task parameters"):
+        with_new_tasks(model, [UNSEEN], [get_task(UNSEEN).description], mean_rows=("hyperprompt.task_embedding",))
