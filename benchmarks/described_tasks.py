@@ -155,7 +155,7 @@ def main() -> None:
             for n in args.examples:
                 result = added(model, task, train_what, n, start)
                 row["curves"].setdefault(curve, {})[str(n)] = result["after"]["score"]
-                if model == "named":
+                if model == "named" and train_what != "prompt":  # prompt's "before" has its fresh soft tokens too
                     row["named_mean_rows"] = result["before"]["score"]
                 elif start == "mean":
                     row["described_mean_rows"] = result["before"]["score"]
