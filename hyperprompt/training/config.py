@@ -271,6 +271,9 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            if not prefix and key == "compare":
+                hint = (" (a comparison recipe: run `hyperprompt compare` on it, or `hyperprompt compare ... --methods "
+                        "M --seeds 1` for one of its runs)")
             raise ConfigError(f"unknown config key '{prefix}{key}'{hint}. Valid keys at {where}: {', '.join(fields)}")
         kwargs[key] = _convert(value, hints[key], f"{prefix}{key}", fields[key].metadata.get("choices"))
     return cls(**kwargs)

@@ -51,6 +51,12 @@ def test_unknown_key_lists_the_valid_keys_and_the_closest():
                               "Valid keys at 'optimizer': name, lr,")
 
 
+def test_a_comparison_recipe_given_to_train_points_to_compare():
+    with pytest.raises(ConfigError, match=r"unknown config key 'compare' \(a comparison recipe: run `hyperprompt "
+                                          r"compare` on it"):
+        load_config(CONFIGS / "compare-synthetic.yaml")
+
+
 def test_bad_values_name_the_key_and_what_it_expects():
     assert error_of("batch_size=big") == "config key 'batch_size': expected an integer, got 'big'"
     assert error_of("task_prefix=maybe") == "config key 'task_prefix': expected true or false, got 'maybe'"
