@@ -16,6 +16,9 @@ A comparison recipe is a training recipe (``docs/training.md``) with an optional
 Each (method, seed) trains with :func:`~hyperprompt.training.train` into ``OUT/runs/<method>/seed-<seed>/``
 (seeds are ``seed, seed + 1, ...`` from the recipe's ``seed``; every method of a seed before the next seed). A run whose ``results.json`` exists is
 finished and is not recomputed; a run directory without one is resumed from its latest checkpoint.
+Several ``compare`` calls may share one ``OUT`` (e.g. one per core or per GPU): each run is claimed by the
+process training it (``OUT/runs/<method>/seed-<seed>.lock``, :mod:`~hyperprompt.training.run_lock`), the
+others move on to the next unclaimed run, and the call that finishes last writes the tables.
 ``OUT/recipe.yaml`` keeps the recipe, so a later call with a different one stops instead of mixing runs; a
 method's ``method_settings`` may change once its runs are deleted (the other methods' runs are kept).
 With ``majority: true`` the table ends with a reference row that trains nothing: each task's most frequent
@@ -59,6 +62,7 @@ from hyperprompt.model.presets import count_backbone_parameters
 from hyperprompt.training.config import ConfigError, TrainConfig, apply_override
 from hyperprompt.training.loop import train
 from hyperprompt.training.recipe import resolve
+from hyperprompt.training.run_lock import RunLock
 
 RECIPE_NAME = "recipe.yaml"
 RESULTS_NAME = "results.json"
@@ -225,7 +229,8 @@ def restore_runs(archive: Path, out: Path) -> list[Path]:
 def run_comparison(
     comparison: Comparison, out_dir: str | Path, log: Callable[[str], None] = print, archive: str | Path | None = None
 ) -> list[dict[str, Any]]:
-    """Train every unfinished (method, seed) run, then write the tables; return the table rows.
+    """Train every unfinished (method, seed) run, then write the tables; return the table rows, or [] without
+    writing them when runs claimed by other processes are still unfinished (they write the tables).
 
     ``archive``: a second folder (e.g. under version control) that keeps the small files of every finished
     run (:data:`ARCHIVED_FILES`, no weights) and the recipe; finished runs found there count as finished
@@ -249,6 +254,7 @@ def run_comparison(
     # and an interrupted comparison already has whole seeds of every method
     pairs = [(m, s, None) for s in comparison.seeds for m in comparison.methods]
     pairs += [("mtl", s, t) for s in comparison.seeds for t in comparison.single_task]
+    busy: dict[str, Path] = {}  # runs other compare processes are training (one process, not under accelerate)
     for index, (method, seed, task) in enumerate(pairs, 1):
         directory = run_dir(out, method, seed) if task is None else single_task_dir(out, task, seed)
         name = method if task is None else f"mtl on {task} alone"
@@ -257,17 +263,33 @@ def run_comparison(
             if archive is not None and state.is_main_process:
                 archive_run(directory, archive / directory.relative_to(out))
             continue
-        resume = directory.is_dir()
-        log(f"[{index}/{len(pairs)}] {name} seed {seed}: {'resuming' if resume else 'training'} -> {directory}")
-        config = comparison.run_config(method, seed) if task is None else comparison.single_task_config(task, seed)
+        lock = RunLock(directory) if state.num_processes == 1 else None
+        holder = lock.acquire() if lock is not None else None
+        if holder is not None:
+            log(f"[{index}/{len(pairs)}] {name} seed {seed}: being trained by {holder} ({lock.path}); left to it")
+            busy[f"{name} seed {seed}"] = directory
+            continue
         try:
+            if (directory / RESULTS_NAME).is_file():  # finished by another process since the check above
+                continue
+            resume = directory.is_dir()
+            log(f"[{index}/{len(pairs)}] {name} seed {seed}: {'resuming' if resume else 'training'} -> {directory}")
+            config = comparison.run_config(method, seed) if task is None else comparison.single_task_config(task, seed)
             train(config, directory, resume=resume)
         except TrainingInterrupted as stop:
             raise TrainingInterrupted(stop.step, stop.checkpoint, (
                 f"interrupted at step {stop.step} of {name} seed {seed}; run the same command again to continue "
                 "the comparison (finished runs are kept, the interrupted one resumes).")) from None
+        finally:
+            if lock is not None:
+                lock.release()
         if archive is not None and state.is_main_process:
             archive_run(directory, archive / directory.relative_to(out))
+    busy = {name: directory for name, directory in busy.items() if not (directory / RESULTS_NAME).is_file()}
+    if busy:
+        log(f"tables not written: {len(busy)} run(s) are still being trained by other processes ({', '.join(busy)}); "
+            "the call that finishes last writes them, or run the same command again once they are done")
+        return []
     rows = [summarize_method(out, method, comparison.seeds) for method in comparison.methods]
     if comparison.single_task:
         rows.append(single_task_row(out, comparison))

@@ -251,3 +251,64 @@ def test_one_seed_table_shows_no_spread():
     assert "| mtl | 78.33 | **46.01** |" in one and "±" not in one.splitlines()[2] and "One run over 1 seed" in one
     two = comparison_markdown([{**row, "seeds": [0, 1], "average": (46.01, 1.5)}])
     assert "**46.01 ± 1.50**" in two and "Mean ± sample std over 2 seed(s)" in two
+
+
+def test_a_run_claimed_by_a_live_process_is_left_to_it_and_a_dead_ones_taken_over(recipe, tmp_path, monkeypatch):
+    """Several compare calls may share one OUT: a run locked by a running process is skipped (and the tables wait
+    for it), a lock whose process is gone is taken over, one from another host is respected."""
+    import socket
+    import subprocess
+    import sys
+
+    calls = []
+    real_train = compare_module.train
+    monkeypatch.setattr(compare_module, "train", lambda config, out_dir, resume=False: (
+        calls.append((config.method, config.seed)), real_train(config, out_dir, resume=resume))[1])
+    out = tmp_path / "cmp"
+    lock = out / "runs" / "prompt-tuning" / "seed-0.lock"
+    lock.parent.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(json.dumps({"host": socket.gethostname(), "pid": other.pid}))
+        logged = []
+        comparison = load_comparison(recipe, seeds=1)
+        assert compare_module.run_comparison(comparison, out, log=logged.append) == []
+        assert calls == [("mtl", 0)] and not (out / "comparison.csv").exists()
+        assert any(f"prompt-tuning seed 0: being trained by process {other.pid}" in line for line in logged)
+        assert "tables not written: 1 run(s) are still being trained by other processes" in logged[-1]
+        assert lock.is_file()  # not ours to remove
+    finally:
+        other.kill()
+        other.wait()
+    calls.clear()
+    rows = compare_module.run_comparison(comparison, out, log=lambda line: None)  # its process is gone: taken over
+    assert calls == [("prompt-tuning", 0)] and [row["method"] for row in rows] == ["mtl", "prompt-tuning"]
+    assert (out / "comparison.csv").is_file() and not lock.exists()  # released after training
+    assert not list(out.rglob("*.lock*"))
+    (out / "runs" / "prompt-tuning" / "seed-0" / "results.json").unlink()
+    lock.write_text(json.dumps({"host": "another-host", "pid": 1}))  # cannot be checked from here: respected
+    calls.clear()
+    assert compare_module.run_comparison(comparison, out, log=lambda line: None) == [] and calls == []
+
+
+def test_two_compare_processes_share_one_grid_and_train_each_run_once(recipe, tmp_path):
+    """Two real `hyperprompt compare` processes started together on one OUT: every run is trained by exactly one
+    of them, and the tables (written by the one that finishes last) cover every run."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "cmp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "hyperprompt.cli.main", "compare", str(recipe), "--out", str(out), "--seeds", "2"]
+    processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for _ in range(2)]
+    logs = [process.communicate(timeout=600)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], logs
+    trained = [line for log in logs for line in log.splitlines() if ": training -> " in line or ": resuming -> " in line]
+    runs = [f"{method} seed {seed}" for seed in (0, 1) for method in ("mtl", "prompt-tuning")]
+    assert sorted(line.split("] ", 1)[1].split(":")[0] for line in trained) == sorted(runs), logs
+    assert not any(": resuming -> " in line for line in trained)
+    table = read_csv(out / "comparison.csv")
+    assert list(table) == ["mtl", "prompt-tuning"] and {row["seeds"] for row in table.values()} == {"2"}
+    assert sum("wrote " in log for log in logs) >= 1 and not list(out.rglob("*.lock*"))
