@@ -43,6 +43,7 @@ import dataclasses
 import io
 import json
 import math
+import os
 import shutil
 import statistics
 from collections.abc import Callable
@@ -525,6 +526,9 @@ def _pm(value: tuple[float, float], spread: bool = True) -> str:
 
 
 def write_tables(out_dir: Path, rows: list[dict[str, Any]]) -> None:
-    """Write ``comparison.csv`` and ``comparison.md`` into ``out_dir``."""
-    (out_dir / "comparison.csv").write_text(comparison_csv(rows))
-    (out_dir / "comparison.md").write_text(comparison_markdown(rows))
+    """Write ``comparison.csv`` and ``comparison.md`` into ``out_dir``, each atomically (two compare processes
+    finishing together may both write them; a reader never sees half a table)."""
+    for name, text in (("comparison.csv", comparison_csv(rows)), ("comparison.md", comparison_markdown(rows))):
+        temporary = out_dir / f".{name}.{os.getpid()}"
+        temporary.write_text(text)
+        os.replace(temporary, out_dir / name)
