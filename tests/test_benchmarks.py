@@ -63,7 +63,9 @@ def test_benchmark_script_runs(script, tmp_path):
         assert "generator_share_of_step" not in models["adapter"]  # no hyper-prompt generator
     if script == "described_tasks.py":
         row = report["tasks"]["family/third_next2"]
-        assert set(row["curves"]) == {"described + fine-tuned description embedding", "named: task embedding",
+        assert set(row["curves"]) == {"described + fine-tuned description embedding",
+                                      "described, from the mean description: fine-tuned description embedding",
+                                      "named: task embedding",
                                       "named: task embedding + global prompts",
                                       "named: prefix tuning (every layer's prompts learned directly)",
                                       "named: prompt tuning (16 soft input tokens)"}
