@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.set) + ([f"data_dir={args.data_dir}"] if args.data_dir else [])
     out = Path(args.out) if args.out else Path("runs") / f"compare-{Path(args.config).stem}"
     comparison = load_comparison(args.config, methods, args.seeds, overrides)
-    if not run_comparison(comparison, out, archive=args.archive):
+    if run_comparison(comparison, out, archive=args.archive) is None:
         return 0  # runs left to other compare processes: the one that finishes last writes the tables
     print((out / "comparison.md").read_text())
     print(f"wrote {out / 'comparison.md'} and {out / 'comparison.csv'}")

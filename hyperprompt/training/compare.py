@@ -17,8 +17,10 @@ Each (method, seed) trains with :func:`~hyperprompt.training.train` into ``OUT/r
 (seeds are ``seed, seed + 1, ...`` from the recipe's ``seed``; every method of a seed before the next seed). A run whose ``results.json`` exists is
 finished and is not recomputed; a run directory without one is resumed from its latest checkpoint.
 Several ``compare`` calls may share one ``OUT`` (e.g. one per core or per GPU): each run is claimed by the
-process training it (``OUT/runs/<method>/seed-<seed>.lock``, :mod:`~hyperprompt.training.run_lock`), the
-others move on to the next unclaimed run, and the call that finishes last writes the tables.
+process training it (a ``flock`` on ``OUT/runs/<method>/seed-<seed>.lock``,
+:mod:`~hyperprompt.training.run_lock`; the kernel drops it when that process ends), the others move on to
+the next unclaimed run, and the call that finishes last writes the tables. The processes of one
+``accelerate launch`` train each run together and take no lock: give a running launch its ``OUT`` alone.
 ``OUT/recipe.yaml`` keeps the recipe, so a later call with a different one stops instead of mixing runs; a
 method's ``method_settings`` may change once its runs are deleted (the other methods' runs are kept).
 With ``majority: true`` the table ends with a reference row that trains nothing: each task's most frequent
@@ -43,9 +45,9 @@ import dataclasses
 import io
 import json
 import math
-import os
 import shutil
 import statistics
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +59,9 @@ from transformers import AutoConfig
 
 from hyperprompt.data.metrics import benchmark_score, task_score
 from hyperprompt.errors import TrainingInterrupted
+from hyperprompt.files import write_text_atomic
 from hyperprompt.model.config import MethodConfig
+from hyperprompt.model.io import replace_directory
 from hyperprompt.model.params import BackboneShape, added_parameters
 from hyperprompt.model.presets import count_backbone_parameters
 from hyperprompt.training.config import ConfigError, TrainConfig, apply_override
@@ -216,29 +220,50 @@ def archive_run(directory: Path, archived: Path) -> None:
 
 def restore_runs(archive: Path, out: Path) -> list[Path]:
     """Copy every archived finished run that ``out`` lacks into ``out`` (what the tables need; no weights).
-    Returns the restored run directories."""
+    Returns the restored run directories.
+
+    Each copy is made in a temporary folder and renamed into place, under the run's :class:`RunLock`: a run
+    another process is restoring or training is left to it, and a reader never sees half a run."""
     restored = []
     for results in sorted(archive.glob(f"runs/**/{RESULTS_NAME}")):
         relative = results.parent.relative_to(archive)
-        if not (out / relative / RESULTS_NAME).is_file():
-            shutil.rmtree(out / relative, ignore_errors=True)  # an interrupted copy here is superseded
-            archive_run(results.parent, out / relative)
-            restored.append(out / relative)
+        target = out / relative
+        if (target / RESULTS_NAME).is_file():
+            continue
+        lock = RunLock(target)
+        if lock.acquire() is not None:
+            continue  # another process holds it; it restores or trains it
+        try:
+            if (target / RESULTS_NAME).is_file():  # restored by another process since the check above
+                continue
+            staging = target.with_name(f".{target.name}.restore-{uuid.uuid4().hex[:8]}")
+            try:
+                archive_run(results.parent, staging)
+                replace_directory(staging, target)  # an unfinished copy of this run here is superseded
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            restored.append(target)
+        finally:
+            lock.release()
     return restored
 
 
 def run_comparison(
     comparison: Comparison, out_dir: str | Path, log: Callable[[str], None] = print, archive: str | Path | None = None
-) -> list[dict[str, Any]]:
-    """Train every unfinished (method, seed) run, then write the tables; return the table rows, or [] without
+) -> list[dict[str, Any]] | None:
+    """Train every unfinished (method, seed) run, then write the tables; return the table rows, or None without
     writing them when runs claimed by other processes are still unfinished (they write the tables).
 
     ``archive``: a second folder (e.g. under version control) that keeps the small files of every finished
     run (:data:`ARCHIVED_FILES`, no weights) and the recipe; finished runs found there count as finished
     here, so a comparison that spans sessions survives the loss of ``out_dir``.
 
-    Under ``accelerate launch`` every process runs this; each run trains on all of them, and only the
-    main process writes the recipe and the tables."""
+    Several ``compare`` processes (one per GPU, or one per session) may share one ``out_dir``: each run is
+    claimed by a :class:`~hyperprompt.training.run_lock.RunLock` and trained by one of them. Under
+    ``accelerate launch`` every process runs this; each run trains on all of them (no lock is taken: they
+    train it together), and only the main process restores and writes the recipe and the tables. Do not
+    start another launch, or a plain ``compare``, on the ``out_dir`` of a running ``accelerate launch``:
+    its runs are not locked."""
     out = Path(out_dir)
     archive = Path(archive) if archive is not None else None
     state = PartialState()
@@ -290,7 +315,7 @@ def run_comparison(
     if busy:
         log(f"tables not written: {len(busy)} run(s) are still being trained by other processes ({', '.join(busy)}); "
             "the call that finishes last writes them, or run the same command again once they are done")
-        return []
+        return None
     rows = [summarize_method(out, method, comparison.seeds) for method in comparison.methods]
     if comparison.single_task:
         rows.append(single_task_row(out, comparison))
@@ -308,7 +333,7 @@ def check_recipe(path: Path, comparison: Comparison, flag: str = "--out") -> Non
     runs to retrain it with new settings, the other methods' runs are kept."""
     current = comparison.saved_form()
     if not path.is_file():
-        path.write_text(yaml.safe_dump(current, sort_keys=False))
+        write_text_atomic(path, yaml.safe_dump(current, sort_keys=False))
         return
     saved = yaml.safe_load(path.read_text()) or {}
     saved_recipe = _without_runtime_keys(saved.get("recipe"))  # files written before RUNTIME_KEYS hold them
@@ -330,7 +355,7 @@ def check_recipe(path: Path, comparison: Comparison, flag: str = "--out") -> Non
             f"another {flag}"
         )
     if changed:  # settings of methods that have no runs here yet
-        path.write_text(yaml.safe_dump(current, sort_keys=False))
+        write_text_atomic(path, yaml.safe_dump(current, sort_keys=False))
 
 
 def _method_run_folders(root: Path, method: str) -> list[Path]:
@@ -529,6 +554,4 @@ def write_tables(out_dir: Path, rows: list[dict[str, Any]]) -> None:
     """Write ``comparison.csv`` and ``comparison.md`` into ``out_dir``, each atomically (two compare processes
     finishing together may both write them; a reader never sees half a table)."""
     for name, text in (("comparison.csv", comparison_csv(rows)), ("comparison.md", comparison_markdown(rows))):
-        temporary = out_dir / f".{name}.{os.getpid()}"
-        temporary.write_text(text)
-        os.replace(temporary, out_dir / name)
+        write_text_atomic(out_dir / name, text)

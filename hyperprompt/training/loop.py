@@ -43,6 +43,7 @@ from hyperprompt.errors import (
     RunDirError,
     TrainingInterrupted,
 )
+from hyperprompt.files import write_text_atomic
 from hyperprompt.training import rundir
 from hyperprompt.training.best import build_results, new_best, save_best, summary_table, update_best
 from hyperprompt.training.builder import (
@@ -398,7 +399,7 @@ def finish(s: TrainState) -> dict[str, Any]:
         save_model_dir(out / "final", full, s.tokenizer, s.config, task_specs=s.recipe.user_task_specs())
     results = build_results(s.recipe, accelerator.unwrap_model(s.model).config, s.best, s.last_eval, s.step, s.log.timing())
     if accelerator.is_main_process:
-        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")  # marks the run finished
         s.log.say(summary_table(results))
         s.log.say(f"wrote {out / 'results.json'}, {out / 'metrics.jsonl'}, {out / 'final'}/ and {out / 'best'}/")
     accelerator.wait_for_everyone()

@@ -1,76 +1,87 @@
 """A run directory claimed by one process, so that several ``compare`` calls can share one grid.
 
-``RUN.lock`` (beside the run directory ``RUN``) holds the host and pid of the process training it; it is
-created atomically with its content (a hard link to a file already written, which fails if the lock
-exists), so of two processes that reach the same unfinished run, one trains it and the other moves on. A lock whose process is gone (same host, pid no longer running: killed,
-crashed) is taken over. A lock from another host cannot be checked from here: it is respected until it is
-deleted. (Two processes taking over the same stale lock at the same instant could both train the run; the
-window is the time between reading the stale lock and creating the new one.)
+``RUN.lock`` (beside the run directory ``RUN``) is held with an exclusive ``flock`` by the process training
+``RUN``, and names it (host, pid) for the others' messages. The kernel releases the lock when its process
+ends, however it ends (killed, crashed), so there is no stale lock to detect, no pid that could be reused,
+and no takeover to race: of two processes that reach the same unfinished run, exactly one gets the lock.
+On release the holder removes the file; a process that locked a file just removed (it opened the old
+file before the removal) sees that the path no longer names its file and tries again.
+
+Scope: processes that share a filesystem with working ``flock`` (local disks; NFS emulates it with POSIX
+locks, so hosts that share an NFS mount exclude each other too). Where the filesystem refuses file locks,
+:meth:`RunLock.acquire` says so and the run proceeds unguarded (one process per grid is then the rule).
+Under ``accelerate launch`` no lock is taken: the processes of one launch train every run together.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import socket
 from pathlib import Path
 
+#: errors a filesystem gives when it does not support ``flock``
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
+
 
 class RunLock:
     """``RunLock(directory).acquire()`` claims ``directory`` (None: claimed; else who holds it);
-    ``release()`` gives it back."""
+    ``release()`` gives it back (and the lock goes with the process in any case)."""
 
     def __init__(self, directory: str | Path):
         directory = Path(directory)
         self.path = directory.with_name(directory.name + ".lock")
-        self.held = False
+        self.descriptor: int | None = None
+        self.unguarded = False  # the filesystem refused file locks: acquired without one
+
+    @property
+    def held(self) -> bool:
+        return self.descriptor is not None or self.unguarded
 
     def acquire(self) -> str | None:
-        """Claim the run: None if this process now holds it, else a description of the live holder."""
+        """Claim the run: None if this process now holds it, else a description of the holder."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):  # a second try after removing a stale lock
-            mine = self.path.with_name(f"{self.path.name}.{socket.gethostname()}.{os.getpid()}")
-            mine.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+        while True:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                os.link(mine, self.path)  # atomic, content included: never seen half-written
-            except FileExistsError:
-                holder = self._holder()
-                if holder is not None and _alive(holder):
-                    return f"process {holder.get('pid')} on {holder.get('host')}"
-                self.path.unlink(missing_ok=True)  # stale (its process is gone) or unreadable: take it over
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(descriptor)
+                return self._holder()
+            except OSError as error:
+                os.close(descriptor)
+                if error.errno not in _NO_LOCKS:
+                    raise
+                self.unguarded = True
+                return None
+            try:
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                current = None
+            if current is None or current.st_ino != os.fstat(descriptor).st_ino:
+                os.close(descriptor)  # locked a file its holder removed on release: the path is a new one
                 continue
-            finally:
-                mine.unlink(missing_ok=True)
-            self.held = True
+            os.ftruncate(descriptor, 0)
+            os.write(descriptor, json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode())
+            self.descriptor = descriptor
             return None
-        return f"another process (it claimed {self.path} just now)"
 
     def release(self) -> None:
-        if self.held:
+        """Remove the lock file, then unlock (in that order: a process waiting on the old file then sees the
+        path changed and starts over)."""
+        if self.descriptor is not None:
             self.path.unlink(missing_ok=True)
-            self.held = False
+            os.close(self.descriptor)  # closing releases the flock
+            self.descriptor = None
+        self.unguarded = False
 
-    def _holder(self) -> dict | None:
+    def _holder(self) -> str:
         try:
-            holder = json.loads(self.path.read_text())
+            holder = json.loads(self.path.read_text() or "{}")
         except (OSError, ValueError):
-            return None  # removed meanwhile, or not a lock this code wrote
-        return holder if isinstance(holder, dict) else None
-
-
-def _alive(holder: dict) -> bool:
-    """Whether the lock's process may still run: unknowable for another host (then True)."""
-    if holder.get("host") != socket.gethostname():
-        return True
-    pid = holder.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    if pid == os.getpid():
-        return False  # this process's own leftover (an earlier call in it was interrupted): take it back
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
+            holder = {}
+        if isinstance(holder, dict) and "pid" in holder:
+            return f"process {holder.get('pid')} on {holder.get('host')}"
+        return f"another process (it claimed {self.path} just now)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import statistics
 from pathlib import Path
 
@@ -255,8 +256,7 @@ def test_one_seed_table_shows_no_spread():
 
 def test_a_run_claimed_by_a_live_process_is_left_to_it_and_a_dead_ones_taken_over(recipe, tmp_path, monkeypatch):
     """Several compare calls may share one OUT: a run locked by a running process is skipped (and the tables wait
-    for it), a lock whose process is gone is taken over, one from another host is respected."""
-    import socket
+    for it); once that process is gone -- killed, so it released nothing itself -- its lock is free."""
     import subprocess
     import sys
 
@@ -265,30 +265,67 @@ def test_a_run_claimed_by_a_live_process_is_left_to_it_and_a_dead_ones_taken_ove
     monkeypatch.setattr(compare_module, "train", lambda config, out_dir, resume=False: (
         calls.append((config.method, config.seed)), real_train(config, out_dir, resume=resume))[1])
     out = tmp_path / "cmp"
-    lock = out / "runs" / "prompt-tuning" / "seed-0.lock"
-    lock.parent.mkdir(parents=True)
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    run = out / "runs" / "prompt-tuning" / "seed-0"
+    holder = (  # another process claims the run with the project's own lock, then waits to be killed
+        "import sys, time; from hyperprompt.training.run_lock import RunLock; "
+        f"assert RunLock({str(run)!r}).acquire() is None; print('held', flush=True); time.sleep(120)")
+    other = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
     try:
-        lock.write_text(json.dumps({"host": socket.gethostname(), "pid": other.pid}))
+        assert other.stdout.readline().strip() == "held"
         logged = []
         comparison = load_comparison(recipe, seeds=1)
-        assert compare_module.run_comparison(comparison, out, log=logged.append) == []
+        assert compare_module.run_comparison(comparison, out, log=logged.append) is None
         assert calls == [("mtl", 0)] and not (out / "comparison.csv").exists()
-        assert any(f"prompt-tuning seed 0: being trained by process {other.pid}" in line for line in logged)
+        assert any(f"prompt-tuning seed 0: being trained by process {other.pid} on " in line for line in logged)
         assert "tables not written: 1 run(s) are still being trained by other processes" in logged[-1]
-        assert lock.is_file()  # not ours to remove
     finally:
         other.kill()
         other.wait()
+    lock = run.with_name("seed-0.lock")
+    assert lock.is_file()  # a killed holder leaves its file behind; the kernel dropped its lock
     calls.clear()
-    rows = compare_module.run_comparison(comparison, out, log=lambda line: None)  # its process is gone: taken over
+    rows = compare_module.run_comparison(comparison, out, log=lambda line: None)
     assert calls == [("prompt-tuning", 0)] and [row["method"] for row in rows] == ["mtl", "prompt-tuning"]
-    assert (out / "comparison.csv").is_file() and not lock.exists()  # released after training
-    assert not list(out.rglob("*.lock*"))
-    (out / "runs" / "prompt-tuning" / "seed-0" / "results.json").unlink()
-    lock.write_text(json.dumps({"host": "another-host", "pid": 1}))  # cannot be checked from here: respected
-    calls.clear()
-    assert compare_module.run_comparison(comparison, out, log=lambda line: None) == [] and calls == []
+    assert (out / "comparison.csv").is_file() and not lock.exists()  # released (and removed) after training
+    assert not list(out.rglob("*.lock*")) and not list(out.rglob(".*.tmp"))
+
+
+def test_run_lock_excludes_a_second_claim_and_a_released_lock_can_be_claimed_again(tmp_path):
+    """One holder at a time, within one process too (two RunLock objects on one run), and release hands the run on."""
+    from hyperprompt.training.run_lock import RunLock
+
+    first, second = RunLock(tmp_path / "run"), RunLock(tmp_path / "run")
+    assert first.acquire() is None and first.held
+    assert second.acquire().startswith(f"process {os.getpid()} on ") and not second.held
+    first.release()
+    assert not first.held and not (tmp_path / "run.lock").exists()
+    assert second.acquire() is None and second.held
+    second.release()
+
+
+def test_restoring_leaves_a_run_claimed_by_another_process_alone(recipe, tmp_path):
+    """restore_runs copies an archived run through a staging folder, under the run's lock: a run another process
+    holds is not touched (not deleted, not half-copied), one nobody holds replaces an unfinished leftover."""
+    from hyperprompt.training.run_lock import RunLock
+
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    archived = archive / "runs" / "mtl" / "seed-0"
+    archived.mkdir(parents=True)
+    (archived / "results.json").write_text("{}")
+    (archived / "train_log.jsonl").write_text("")
+    leftover = out / "runs" / "mtl" / "seed-0"
+    leftover.mkdir(parents=True)
+    (leftover / "checkpoint-note").write_text("being trained")
+    lock = RunLock(leftover)
+    assert lock.acquire() is None
+    try:
+        assert compare_module.restore_runs(archive, out) == []
+        assert (leftover / "checkpoint-note").is_file() and not (leftover / "results.json").exists()
+    finally:
+        lock.release()
+    assert compare_module.restore_runs(archive, out) == [leftover]
+    assert sorted(p.name for p in leftover.iterdir()) == ["results.json", "train_log.jsonl"]
+    assert sorted(p.name for p in leftover.parent.iterdir()) == ["seed-0"]  # no staging folder or lock left
 
 
 def test_two_compare_processes_share_one_grid_and_train_each_run_once(recipe, tmp_path):
@@ -312,3 +349,5 @@ def test_two_compare_processes_share_one_grid_and_train_each_run_once(recipe, tm
     table = read_csv(out / "comparison.csv")
     assert list(table) == ["mtl", "prompt-tuning"] and {row["seeds"] for row in table.values()} == {"2"}
     assert sum("wrote " in log for log in logs) >= 1 and not list(out.rglob("*.lock*"))
+    for log in logs:  # both really competed: each trained some of the runs (not one after the other finished)
+        assert any(": training -> " in line for line in log.splitlines()), logs
