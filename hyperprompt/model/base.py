@@ -38,6 +38,12 @@ TaskIds = torch.Tensor | Sequence[int] | Sequence[str]
 Tables = TypeVar("Tables")
 
 
+def mean_task_rows(rows: torch.Tensor, count: int) -> torch.Tensor:
+    """``count`` new rows of a per-task parameter, each the mean of its old rows [T, ...]: [count, ...]
+    (an "average task" to start from)."""
+    return rows.mean(dim=0, keepdim=True).expand(count, *rows.shape[1:])
+
+
 class MultiTaskT5(nn.Module):
     """A T5 backbone plus task-conditioned modules, addressed by per-example task ids.
 
@@ -101,7 +107,7 @@ class MultiTaskT5(nn.Module):
     def new_task_rows(self, name: str, rows: torch.Tensor, new_task_names: list[str]) -> torch.Tensor:
         """The starting rows of new tasks in the per-task parameter ``name`` whose old rows are ``rows``
         [T, ...]: [len(new_task_names), ...]. Default: the mean of the old rows (an "average task")."""
-        return rows.mean(dim=0, keepdim=True).expand(len(new_task_names), *rows.shape[1:])
+        return mean_task_rows(rows, len(new_task_names))
 
     def use_prompted_attention(self) -> None:
         """Route the backbone's attention through :func:`~hyperprompt.model.attention.prompted_attention`

@@ -2,7 +2,7 @@
 
 A method declares its per-task parameters (:meth:`MultiTaskT5.per_task_parameters`: first dimension = task
 id). :func:`with_new_tasks` builds the model for ``task_names + new``, copies every added weight, and gives
-each per-task parameter new rows at the end (:meth:`MultiTaskT5.new_task_rows`: the mean of the old rows, an
+each per-task parameter new rows at the end (:meth:`MultiTaskT5.new_task_rows`: by default :func:`mean_task_rows`, the mean of the old rows, an
 "average task" to start from; a description-conditioned HyperPrompt-Global encodes the new description).
 Everything else -- backbone, hypernetworks, shared MLPs -- is the same tensor values, so every old task's
 outputs are unchanged, bit for bit, whatever the new rows become.
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from hyperprompt.model.base import MultiTaskT5
+from hyperprompt.model.base import MultiTaskT5, mean_task_rows
 
 
 def with_new_tasks(model: MultiTaskT5, new_task_names: Sequence[str],
@@ -38,18 +38,18 @@ def with_new_tasks(model: MultiTaskT5, new_task_names: Sequence[str],
     clash = sorted(set(old) & set(names))
     if clash:
         raise ValueError(f"the model already has task(s) {clash}; give the new task another name")
-    config = model.config.with_new_tasks(names, list(descriptions) if descriptions is not None else [None] * len(names),
-                                         direct_prompts=direct_prompts, input_prompts=input_prompts)
-    extended = type(model)(model.base, config)
-    weights = {}
     per_task = set(model.per_task_parameters())
     unknown = sorted(set(mean_rows) - per_task)
     if unknown:
         raise ValueError(f"mean_rows {unknown} are not per-task parameters of {type(model).__name__}; it has "
                          f"{sorted(per_task)}")
+    config = model.config.with_new_tasks(names, list(descriptions) if descriptions is not None else [None] * len(names),
+                                         direct_prompts=direct_prompts, input_prompts=input_prompts)
+    extended = type(model)(model.base, config)
+    weights = {}
     for name, tensor in model.added_state_dict().items():
         if name in per_task:
-            start = MultiTaskT5.new_task_rows(extended, name, tensor, names) if name in mean_rows else \
+            start = mean_task_rows(tensor, len(names)) if name in mean_rows else \
                 extended.new_task_rows(name, tensor, names)
             tensor = torch.cat([tensor, start], dim=0)
         weights[name] = tensor

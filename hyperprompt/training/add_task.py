@@ -75,8 +75,10 @@ def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "e
             with named tasks always starts the new rows from the mean (``mean``, the only choice there).
 
     Returns:
-        the content of ``results.json``: the new task's scores before (the mean-initialised rows) and
-        after training, and the settings.
+        the content of ``results.json``: the new task's scores before (the rows as they start) and
+        after training, and the settings; ``start`` says where the new task's per-task rows started
+        (``description`` or ``mean``: a named model's rows always start at the mean; with ``--train prefix``
+        the learned prompts then start as the prompts generated from those rows).
     """
     if train not in TRAIN_CHOICES:
         raise InputError(f"--train {train!r}: choose one of {', '.join(TRAIN_CHOICES)}")
@@ -105,9 +107,11 @@ def add_task(run: str | Path, task: str, out_dir: str | Path, *, train: str = "e
     describes = bool(getattr(model.config, "describes_tasks", False))
     start = start or ("description" if describes else "mean")
     if start == "description" and not describes:
-        raise InputError(f"--start description: {loaded.path} names its tasks (a learned embedding per task), so a "
-                         "new task starts from the mean of the old rows; --start description needs a "
-                         "description-conditioned model (task_conditioning: description)")
+        rows = ("a learned task embedding per task" if model.config.method == "hyperprompt-global"
+                else f"{model.config.method}'s per-task parameters, learned per task")
+        raise InputError(f"--start description: {loaded.path} names its tasks ({rows}), so a new task starts from "
+                         "the mean of the old tasks' rows; --start description needs a description-conditioned "
+                         "HyperPrompt-Global model (task_conditioning: description)")
     if train == "none" and describes and start == "mean":
         raise InputError("--train none --start mean would score the average of the old tasks, not the new one: "
                          "train its rows (--train embedding) or start from its description")

@@ -194,7 +194,9 @@ def test_bad_description_requests_are_refused(trained, tmp_path, capsys):
     assert "meant for a description-conditioned model" in capsys.readouterr().err
     assert main(["add-task", str(tmp_path / "plain"), "--task", UNSEEN, "--out", str(tmp_path / "z"),
                  "--start", "description"]) == 1
-    assert "--start description needs a description-conditioned model" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "names its tasks (a learned task embedding per task)" in error
+    assert "--start description needs a description-conditioned HyperPrompt-Global model" in error
     assert main(["add-task", str(trained / "run"), "--task", UNSEEN, "--out", str(tmp_path / "z"),
                  "--train", "none", "--start", "mean"]) == 1
     assert "would score the average of the old tasks" in capsys.readouterr().err
