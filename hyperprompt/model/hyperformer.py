@@ -11,6 +11,9 @@ HyperFormer++ configuration (rabeehk/hyperformer: ``AdapterLayersOneHyperNetCont
     gamma, beta = W_g I + c_g, W_b I + c_b  -> [d] each   (conditional layer norm on the adapter output)
     A(x) = x + gamma * LN(U act(D x)) + beta
 
+``scale_generators: true`` (not the authors') generates ``W I / t + c`` instead of ``W I + c``, with ``W`` t times
+larger at init: the same adapters at init, a t times smaller step through ``W`` (see the config).
+
 With ``task_projector: true`` (the paper's description and the authors' ``train_task_embeddings: true``)
 ``k_tau = h_p(e_tau)``, a ReLU MLP t_in -> e -> t, and the layer / position embeddings have t entries.
 
@@ -64,6 +67,12 @@ class HyperFormerConfig(MethodConfig, BottleneckMixin):
         conditional_layer_norm: generate a layer norm (gamma, beta) applied to each adapter's output
             (authors' HyperFormer++ config: on).
         init_std: std of the hypernetworks' linear weights at initialisation (authors: 1e-2).
+        scale_generators: give the generators of D, U and (gamma, beta) a 1/t multiplier on ``W I`` (and a t
+            times larger init, so the generated adapters start the same): a reparameterisation (same function,
+            same outputs at init) under which an Adam step moves a generated weight about as much as a stored
+            adapter weight (lr) instead of up to ~t times more, as HyperPrompt-Global's ``scale_generators``
+            does. Off by default (the authors' code); on a frozen pretrained BERT at lr 1e-3 the plain
+            generators drive the encoder away from the backbone within ~25 steps (docs/results.md).
     """
 
     bottleneck_dim: int | None = None
@@ -75,14 +84,17 @@ class HyperFormerConfig(MethodConfig, BottleneckMixin):
     init_std: float = 1e-2
     task_projector: bool = False
     train_layer_norms: bool = True
+    scale_generators: bool = False
 
     method: ClassVar[str] = "hyperformer++"
     saved_defaults: ClassVar[dict[str, Any]] = {"task_projector": True, "train_layer_norms": False}
 
     @property
     def label(self) -> str:
-        """The method, and "no conditional layer norm" when its adapters have none (not the authors' default)."""
-        return self.method if self.conditional_layer_norm else f"{self.method} (no conditional layer norm)"
+        """The method and the settings that differ from the authors' (no conditional layer norm, 1/t generators)."""
+        changes = [name for name, on in (("no conditional layer norm", not self.conditional_layer_norm),
+                                         ("1/t generators", self.scale_generators)) if on]
+        return f"{self.method} ({' + '.join(changes)})" if changes else self.method
 
     @property
     def task_key_dim(self) -> int:
@@ -118,6 +130,11 @@ class AdapterHypernetwork(nn.Module):
         self.down_generator = nn.Linear(t, r * d + r)  # D weight [r, d] and bias [r]
         self.up_generator = nn.Linear(t, d * r + d)  # U weight [d, r] and bias [d]
         self.norm_generator = nn.Linear(t, 2 * d) if config.conditional_layer_norm else None  # gamma, beta
+        self.generator_multiplier = 1.0 / t if config.scale_generators else 1.0  # on W I (not on the biases)
+
+    def generate(self, generator: nn.Linear, mixed: torch.Tensor) -> torch.Tensor:
+        """``multiplier * W I + c`` of one generator: [R, M, P, t] -> [R, M, P, out]."""
+        return self.generator_multiplier * nn.functional.linear(mixed, generator.weight) + generator.bias
 
     def forward(self, task_embedding: torch.Tensor) -> dict[str, torch.Tensor]:
         """Adapters for the R task keys k_tau [R, k] at every layer and position.
@@ -136,8 +153,8 @@ class AdapterHypernetwork(nn.Module):
             self.position_embedding[None, None, :, :].expand(R, M, P, k),
         ], dim=-1)
         mixed = self.mixer_norm(self.mixer(joint))  # I: [R, M, P, t]
-        down = self.down_generator(mixed)
-        up = self.up_generator(mixed)
+        down = self.generate(self.down_generator, mixed)
+        up = self.generate(self.up_generator, mixed)
         table = {
             "down_weight": down[..., :r * d].reshape(R, M, P, r, d),
             "down_bias": down[..., r * d:],
@@ -145,7 +162,7 @@ class AdapterHypernetwork(nn.Module):
             "up_bias": up[..., d * r:],
         }
         if self.norm_generator is not None:
-            table["norm_weight"], table["norm_bias"] = self.norm_generator(mixed).split(d, dim=-1)
+            table["norm_weight"], table["norm_bias"] = self.generate(self.norm_generator, mixed).split(d, dim=-1)
         return table
 
 
@@ -168,7 +185,8 @@ class HyperFormerModel(MultiTaskT5):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """The authors' initialisation: linear weights N(0, init_std), biases 0, embeddings N(0, 1)."""
+        """The authors' initialisation: linear weights N(0, init_std), biases 0, embeddings N(0, 1); with
+        ``scale_generators`` the generators' weights N(0, t init_std), so that ``W I / t`` starts as without."""
         nn.init.normal_(self.task_embedding)
         for module in [m for m in (self.task_projector, *self.hypernetworks.values()) if m is not None]:
             for sub in module.modules():
@@ -178,6 +196,9 @@ class HyperFormerModel(MultiTaskT5):
         for hypernetwork in self.hypernetworks.values():
             nn.init.normal_(hypernetwork.layer_embedding)
             nn.init.normal_(hypernetwork.position_embedding)
+            for generator in (hypernetwork.down_generator, hypernetwork.up_generator, hypernetwork.norm_generator):
+                if generator is not None:
+                    generator.weight.div_(hypernetwork.generator_multiplier)
 
     def per_task_parameters(self) -> dict[str, nn.Parameter]:
         return {"task_embedding": self.task_embedding}

@@ -343,12 +343,13 @@ def naive_adapter_weights(model, task: int, stack: str, layer: int, position: in
     hidden = torch.relu(joint @ net.mixer[0].weight.T + net.mixer[0].bias) @ net.mixer[2].weight.T + net.mixer[2].bias
     mixed = F.layer_norm(hidden, hidden.shape, net.mixer_norm.weight, net.mixer_norm.bias, eps=1e-6)
     d, r = net.d_model, net.bottleneck
-    down = net.down_generator.weight @ mixed + net.down_generator.bias
-    up = net.up_generator.weight @ mixed + net.up_generator.bias
+    m = 1.0 / net.mixer_norm.normalized_shape[0] if model.config.scale_generators else 1.0  # 1/t
+    down = m * net.down_generator.weight @ mixed + net.down_generator.bias
+    up = m * net.up_generator.weight @ mixed + net.up_generator.bias
     weights = {"down_weight": down[:r * d].reshape(r, d), "down_bias": down[r * d:],
                "up_weight": up[:d * r].reshape(d, r), "up_bias": up[d * r:]}
     if net.norm_generator is not None:
-        norm = net.norm_generator.weight @ mixed + net.norm_generator.bias
+        norm = m * net.norm_generator.weight @ mixed + net.norm_generator.bias
         weights["norm_weight"], weights["norm_bias"] = norm[:d], norm[d:]
     return weights
 
@@ -363,9 +364,14 @@ def naive_adapter(x: torch.Tensor, weights: dict[str, torch.Tensor], activation:
 
 
 @pytest.mark.parametrize(("method", "settings"), [("adapter", {}), ("hyperformer++", {}),
-                                                  ("hyperformer++", {"task_projector": True})])
+                                                  ("hyperformer++", {"task_projector": True}),
+                                                  ("hyperformer++", {"scale_generators": True})])
 def test_adapters_match_naive_sublayers(method, settings):
     model = make_model(method, **settings).eval()
+    if settings.get("scale_generators"):  # away from the start, where W / t would hide a missing multiplier
+        for net in model.hypernetworks.values():
+            for generator in (net.down_generator, net.up_generator, net.norm_generator):
+                generator.bias.data.normal_(std=0.1)
     if method == "adapter":  # move the adapters (and their layer norms) away from the start
         for params in model.adapters.values():
             for p in params.values():
@@ -439,6 +445,33 @@ def test_hyperformer_defaults_to_the_authors_released_configuration():
     assert added_parameters(config, shape) == task_embeddings + 2 * per_stack
     model = make_model("hyperformer++")
     assert model.task_projector is None
+
+
+def test_hyperformer_scaled_generators_start_the_same_and_step_t_times_less():
+    """``scale_generators`` is a reparameterisation: from the same seed the generated adapters are the same at
+    init, and one Adam step on the generators moves them t times less (W I / t with W t times larger)."""
+    tables, steps = {}, {}
+    ids, mask, labels = batch()
+    task_ids = torch.tensor([0, 1, 2, 0])
+    for scaled in (False, True):
+        torch.manual_seed(0)
+        model = make_model("hyperformer++", base=tiny_base(), scale_generators=scaled)
+        assert model.config.label == ("hyperformer++ (1/t generators)" if scaled else "hyperformer++")
+        generators = [p for n, p in model.named_parameters() if "_generator.weight" in n]
+        for p in model.parameters():
+            p.requires_grad_(any(p is g for g in generators))
+        before = model.generate_adapters(torch.arange(3))["encoder"]
+        optimizer = torch.optim.AdamW(generators, lr=1e-3, weight_decay=0.0)
+        model(input_ids=ids, attention_mask=mask, labels=labels, task_ids=task_ids).loss.backward()
+        optimizer.step()
+        after = model.generate_adapters(torch.arange(3))["encoder"]
+        tables[scaled] = before
+        steps[scaled] = {name: (after[name] - before[name]).detach() for name in before}
+    t = model.config.projected_task_embedding_dim
+    for name, table in tables[False].items():
+        assert torch.allclose(tables[True][name], table, rtol=1e-5, atol=1e-9), name
+        ratio = steps[False][name].norm() / steps[True][name].norm()
+        assert ratio == pytest.approx(t, rel=0.02), (name, float(ratio))
 
 
 def test_a_hyperformer_saved_before_the_option_loads_with_its_projector(tmp_path):

