@@ -6,10 +6,11 @@ reports the mean token cosine between the encoder's output and plain MiniLM's on
 sentences, the training loss (mean of the last 10 steps), and for HyperFormer++ the RMS of the mixer's
 output I (the generators' input) and of the generated down-projections D. It shows why frozen HyperFormer++
 learned nothing in the comparison (docs/results.md): its generated adapters grow ~190 times within 150
-steps and replace the encoder's output, unless ``scale_generators`` cuts their step. About 1.5 min per
-setting on one core:
+steps and replace the encoder's output, unless ``scale_generators`` cuts their step; and how far prefix
+tuning's prefixes move the encoder. About 1.5 min per setting on one core:
 
     python benchmarks/minilm_early_drift.py --data-dir ../shared/data --out runs/early-drift.json
+    python benchmarks/minilm_early_drift.py --methods prefix-tuning --out runs/early-drift-prefix.json
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ SETTINGS = [  # (method, extra method settings, learning rate)
     ("hyperformer++", {}, 1e-4),
     ("hyperformer++", {"scale_generators": True}, 1e-3),
     ("hyperformer++", {"scale_generators": True}, 1e-4),
+    ("prefix-tuning", {}, 1e-3),
+    ("prefix-tuning", {}, 1e-4),
+    ("prefix-tuning", {"reparameterize": False}, 1e-3),
 ]
 PROBE_STEPS = (1, 5, 10, 25, 50, 100, 150)
 
@@ -107,6 +111,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
+    parser.add_argument("--methods", nargs="+", default=None, help="only these methods' settings (default: all)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(args.threads)
@@ -115,6 +120,8 @@ def main() -> None:
     minilm = AutoModel.from_pretrained(str(get_model_path())).eval()
     rows = []
     for method, settings, lr in SETTINGS:
+        if args.methods is not None and method not in args.methods:
+            continue
         row = drift(method, settings, lr, args.steps, args.data_dir, minilm)
         print(json.dumps(row), flush=True)
         rows.append(row)

@@ -133,7 +133,10 @@ class AdapterHypernetwork(nn.Module):
         self.generator_multiplier = 1.0 / t if config.scale_generators else 1.0  # on W I (not on the biases)
 
     def generate(self, generator: nn.Linear, mixed: torch.Tensor) -> torch.Tensor:
-        """``multiplier * W I + c`` of one generator: [R, M, P, t] -> [R, M, P, out]."""
+        """``multiplier * W I + c`` of one generator: [R, M, P, t] -> [R, M, P, out] (the authors' ``W I + c``,
+        computed as they do, without the scaling)."""
+        if self.generator_multiplier == 1.0:
+            return generator(mixed)
         return self.generator_multiplier * nn.functional.linear(mixed, generator.weight) + generator.bias
 
     def forward(self, task_embedding: torch.Tensor) -> dict[str, torch.Tensor]:

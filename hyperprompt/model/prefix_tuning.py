@@ -77,6 +77,12 @@ class PrefixTuningConfig(MethodConfig, PromptedStacksMixin):
         if not 0.0 <= self.prefix_dropout < 1.0:
             raise ValueError(f"prefix_dropout must be in [0, 1), got {self.prefix_dropout!r}.")
 
+    @property
+    def label(self) -> str:
+        """The method, and "prefixes stored directly" when ``prefix-tuning`` has no MLP (Li & Liang's has one)."""
+        direct = not self.reparameterize and self.method == "prefix-tuning"
+        return f"{self.method} (prefixes stored directly)" if direct else self.method
+
     def for_stacks(self, stacks: tuple[str, ...]) -> PrefixTuningConfig:
         """On a backbone without an encoder (a decoder-only LM) there is no cross-attention to prefix."""
         config = super().for_stacks(stacks)

@@ -100,6 +100,12 @@ def test_paper_exact_settings_labels_and_saved_config():
     assert hyperformer(task_names=TASKS).label == "hyperformer++"
     assert (hyperformer(task_names=TASKS, conditional_layer_norm=False).label
             == "hyperformer++ (no conditional layer norm)")
+    assert (hyperformer(task_names=TASKS, conditional_layer_norm=False, scale_generators=True).label
+            == "hyperformer++ (no conditional layer norm + 1/t generators)")
+    prefix, prefix_self = (MethodConfig.registry[m] for m in ("prefix-tuning", "prefix-tuning-self"))
+    assert prefix(task_names=TASKS).label == "prefix-tuning"
+    assert prefix(task_names=TASKS, reparameterize=False).label == "prefix-tuning (prefixes stored directly)"
+    assert prefix_self(task_names=TASKS).label == "prefix-tuning-self"  # stored directly by definition
     assert MethodConfig.from_dict(exact.to_dict()) == exact  # the resolved flags are what is saved
     with pytest.raises(ValueError, match="scale_generators=true contradicts paper_exact=true"):
         HyperPromptConfig(task_names=TASKS, paper_exact=True, scale_generators=True)
