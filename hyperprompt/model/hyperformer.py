@@ -87,7 +87,8 @@ class HyperFormerConfig(MethodConfig, BottleneckMixin):
     scale_generators: bool = False
 
     method: ClassVar[str] = "hyperformer++"
-    saved_defaults: ClassVar[dict[str, Any]] = {"task_projector": True, "train_layer_norms": False}
+    saved_defaults: ClassVar[dict[str, Any]] = {"task_projector": True, "train_layer_norms": False,
+                                                "scale_generators": False}
 
     @property
     def label(self) -> str:
